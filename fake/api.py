@@ -1,0 +1,57 @@
+"""Everything a fabfile needs: ``from fake.api import env, task, run, ...``."""
+
+from contextlib import contextmanager
+
+from .env import CallableEnv
+from .env import settings as _settings
+from .exceptions import (
+    ConfigError,
+    FakeError,
+    HostCommandError,
+    HostError,
+    MissingSetting,
+    StepFailed,
+)
+from .operations import get, local, put, run, sudo, test
+from .registry import roles, runs_once
+from .remote import cd
+from .runner import execute
+from .state import env, registry
+
+__all__ = [
+    "env",
+    "task",
+    "flow",
+    "before",
+    "after",
+    "execute",
+    "roles",
+    "runs_once",
+    "run",
+    "sudo",
+    "local",
+    "put",
+    "get",
+    "cd",
+    "test",
+    "settings",
+    "CallableEnv",
+    "FakeError",
+    "ConfigError",
+    "MissingSetting",
+    "HostError",
+    "HostCommandError",
+    "StepFailed",
+]
+
+task = registry.task
+flow = registry.flow
+before = registry.before
+after = registry.after
+
+
+@contextmanager
+def settings(**values):
+    """Set ``env`` values for a block (the current host's, inside a task)."""
+    with _settings(env, **values):
+        yield

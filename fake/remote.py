@@ -1,0 +1,314 @@
+"""Commands on one host: quoting, connecting, running, and errors that name it.
+
+Every value that reaches a remote shell goes through :func:`quote` or
+:func:`join` (``shlex``); multi-step work is sent as one :class:`Script` so a
+stage costs one round trip per host, and a failing step is still named.
+"""
+
+import os
+import shlex
+import shutil
+import socket
+import sys
+import threading
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+import invoke
+import paramiko
+from fabric import Connection
+
+from .exceptions import ConnectError, FakeError, HostCommandError
+
+__all__ = [
+    "quote",
+    "join",
+    "Script",
+    "LocalTarget",
+    "open_target",
+    "run_command",
+    "cd",
+    "prefixed",
+    "LOCAL",
+]
+
+LOCAL = "local"
+_cwd = ContextVar("fake_cwd", default=())
+_print_lock = threading.Lock()
+
+
+def quote(value):
+    return shlex.quote(str(value))
+
+
+def join(argv):
+    return " ".join(quote(a) for a in argv)
+
+
+def quote_path(path):
+    """Quote a path but keep a leading ``~`` meaning the remote home."""
+    path = str(path)
+    if path == "~":
+        return '"$HOME"'
+    if path.startswith("~/"):
+        return '"$HOME"/' + quote(path[2:])
+    return quote(path)
+
+
+@contextmanager
+def cd(path):
+    """Run commands of this block in ``path`` (nests; the path is quoted)."""
+    token = _cwd.set(_cwd.get() + (str(path),))
+    try:
+        yield
+    finally:
+        _cwd.reset(token)
+
+
+def with_cwd(command):
+    dirs = _cwd.get()
+    if not dirs:
+        return command
+    return " && ".join(f"cd {quote_path(d)}" for d in dirs) + " && " + command
+
+
+class Script:
+    """Steps sent as one shell program; the failing step is reported by name.
+
+    Each step is shell text built from quoted pieces. With ``set -e`` the
+    first failing step stops the script, and an EXIT trap prints its label
+    on stderr so the error can say which step failed.
+    """
+
+    MARK = "fake-failed-step: "
+
+    def __init__(self):
+        self.steps = []
+
+    def add(self, label, shell):
+        self.steps.append((label, shell))
+        return self
+
+    def argv(self, label, *argv):
+        return self.add(label, join(argv))
+
+    def render(self):
+        lines = [
+            "set -e",
+            "fake_step=start",
+            f"trap '[ $? -eq 0 ] || echo \"{self.MARK}$fake_step\" >&2' EXIT",
+        ]
+        for label, shell in self.steps:
+            lines.append(f"fake_step={quote(label)}")
+            lines.append(shell)
+        return "\n".join(lines) + "\n"
+
+    def __bool__(self):
+        return bool(self.steps)
+
+    @classmethod
+    def failed_step(cls, stderr):
+        """Split our marker line off stderr: (label or None, rest)."""
+        label, kept = None, []
+        for line in (stderr or "").splitlines():
+            if line.startswith(cls.MARK):
+                label = line[len(cls.MARK):].strip()
+            else:
+                kept.append(line)
+        return label, "\n".join(kept)
+
+
+class PrefixedStream:
+    """A file-like object that writes whole lines as ``[host] line``."""
+
+    def __init__(self, host, stream):
+        self.host = host
+        self.stream = stream
+        self.buf = ""
+
+    def write(self, data):
+        self.buf += data
+        *lines, self.buf = self.buf.split("\n")
+        if lines:
+            self._emit(lines)
+
+    def _emit(self, lines):
+        text = "".join(f"[{self.host}] {line}\n" for line in lines)
+        with _print_lock:
+            self.stream.write(text)
+            self.stream.flush()
+
+    def flush(self):
+        if self.buf:
+            self._emit([self.buf])
+            self.buf = ""
+
+
+def prefixed(host, stream=None):
+    return PrefixedStream(host, stream or sys.stdout)
+
+
+class HostCommands:
+    """``c.run``/``c.sudo`` with host-prefixed output and host-named errors.
+
+    Mixed into the connection classes so a task's ``c.run(...)`` behaves
+    like the fabfile-level ``run(...)``.
+    """
+
+    fake_host = None
+
+    def run(self, command, **kwargs):
+        return run_command(self, command, host=self.fake_host, **kwargs)
+
+    def sudo(self, command, **kwargs):
+        return run_command(self, command, host=self.fake_host, sudo=True, **kwargs)
+
+    def raw_run(self, command, **kwargs):
+        return super().run(command, **kwargs)
+
+    def raw_sudo(self, command, **kwargs):
+        return super().sudo(command, **kwargs)
+
+
+class HostConnection(HostCommands, Connection):
+    pass
+
+
+class LocalTarget(HostCommands, invoke.Context):
+    """The built-in ``local`` host: commands run here, without SSH."""
+
+    host = LOCAL
+    fake_host = LOCAL
+    user = None
+
+    def __init__(self, config=None):
+        super().__init__(config=config)
+
+    @property
+    def is_connected(self):
+        return True
+
+    def open(self):
+        pass
+
+    def close(self):
+        pass
+
+    def put(self, local, remote=None, preserve_mode=True):
+        remote = os.path.expanduser(remote or os.path.basename(local))
+        if os.path.isdir(remote):
+            remote = os.path.join(remote, os.path.basename(local))
+        shutil.copy2(local, remote) if preserve_mode else shutil.copyfile(local, remote)
+        return remote
+
+    def get(self, remote, local=None, preserve_mode=True):
+        remote = os.path.expanduser(remote)
+        local = local or os.path.basename(remote)
+        if os.path.isdir(local):
+            local = os.path.join(local, os.path.basename(remote))
+        shutil.copy2(remote, local) if preserve_mode else shutil.copyfile(remote, local)
+        return local
+
+
+def open_target(host, config, user=None, port=None, key_filename=None,
+                forward_agent=None, connect_timeout=None):
+    """An open connection to ``host``, or ConnectError naming it and why."""
+    if host == LOCAL:
+        return LocalTarget(config=config)
+    connect_kwargs = {}
+    if key_filename:
+        connect_kwargs["key_filename"] = (
+            [key_filename] if isinstance(key_filename, str) else list(key_filename)
+        )
+    if connect_timeout and "timeout" in config.connect_kwargs:
+        connect_timeout = None  # -t given: Fabric already has it
+    wait = connect_timeout or config.connect_kwargs.get("timeout")
+    if wait:
+        # A host that accepts TCP but never speaks SSH must fail as fast as
+        # one that does not answer (Paramiko waits 15 s for the banner).
+        connect_kwargs.setdefault("banner_timeout", wait)
+        connect_kwargs.setdefault("auth_timeout", wait)
+    try:
+        conn = HostConnection(
+            host,
+            user=user,
+            port=int(port) if port else None,
+            config=config,
+            connect_kwargs=connect_kwargs or None,
+            forward_agent=forward_agent,
+            connect_timeout=connect_timeout,
+        )
+    except (ValueError, paramiko.SSHException) as e:
+        raise ConnectError(host, f"bad host {host!r}: {e}") from e
+    try:
+        conn.open()
+    except Exception as e:  # every failure here is a ConnectError to the user
+        raise ConnectError(host, describe_connect_error(conn, e, connect_timeout)) from e
+    conn.fake_host = host
+    sock = getattr(conn.transport, "sock", None)
+    if isinstance(sock, socket.socket):
+        # Paramiko leaves Nagle on: each small command would wait for a
+        # delayed ACK (about 40 ms per command, even on loopback).
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return conn
+
+
+def describe_connect_error(conn, error, timeout=None):
+    where = f"{conn.host}:{conn.port}"
+    if isinstance(error, socket.gaierror):
+        return f"cannot resolve host name {conn.host!r}: {error.strerror or error}"
+    if isinstance(error, paramiko.ssh_exception.NoValidConnectionsError):
+        reasons = {e.strerror or str(e) for e in error.errors.values()}
+        return f"cannot connect to {where}: {'; '.join(sorted(reasons))}"
+    if isinstance(error, (socket.timeout, TimeoutError)):
+        secs = timeout or conn.connect_timeout
+        return f"connecting to {where} timed out" + (f" after {secs}s" if secs else "")
+    if isinstance(error, paramiko.BadHostKeyException):
+        return f"host key for {where} changed: got {error.key.get_fingerprint().hex()}, refusing to connect"
+    if isinstance(error, paramiko.AuthenticationException):
+        return f"authentication failed for user {conn.user!r} at {where}: {error}"
+    if isinstance(error, paramiko.SSHException):
+        return f"SSH error with {where}: {error}"
+    if isinstance(error, OSError):
+        return f"cannot connect to {where}: {error.strerror or error}"
+    return f"cannot connect to {where}: {type(error).__name__}: {error}"
+
+
+def run_command(target, command, *, host=None, sudo=False, hide=False, warn=False,
+                timeout=None, label=None, **kwargs):
+    """Run ``command`` on ``target``; raise HostCommandError unless ``warn``.
+
+    Output streams live, each line prefixed with the host, unless ``hide``.
+    """
+    host = host or getattr(target, "host", None) or "?"
+    full = with_cwd(command)
+    opts = dict(warn=True, hide=True, in_stream=False, **kwargs)
+    if timeout:
+        opts["timeout"] = timeout
+    if not hide:
+        opts["out_stream"] = prefixed(host, sys.stdout)
+        opts["err_stream"] = prefixed(host, sys.stderr)
+        opts["hide"] = False
+    try:
+        result = (target.raw_sudo if sudo else target.raw_run)(full, **opts)
+    except invoke.CommandTimedOut as e:
+        raise HostCommandError(host, label or command, "-", f"timed out after {e.timeout}s") from e
+    except (OSError, EOFError, paramiko.SSHException) as e:
+        raise ConnectError(host, f"connection lost while running {label or command!r}: {e}") from e
+    finally:
+        for stream in (opts.get("out_stream"), opts.get("err_stream")):
+            if stream is not None:
+                stream.flush()
+    if result.exited != 0 and not warn:
+        step, stderr = Script.failed_step(result.stderr)
+        what = label or command
+        if step and step != "start":
+            what = f"{label}: {step}" if label else step
+        raise HostCommandError(host, what, result.exited, stderr, result.stdout)
+    return result
+
+
+def require_target(scope, what):
+    if scope is None or getattr(scope, "connection", None) is None:
+        raise FakeError(f"{what} needs a host: give -H HOST or -R ROLE")
+    return scope.connection

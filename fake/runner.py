@@ -1,0 +1,414 @@
+"""Run tasks on hosts: stage by stage, hosts in parallel, one connection each.
+
+A command-line task expands (registry.expand) into calls: its before-hooks,
+itself, its after-hooks. Each call runs on every target host before the next
+call starts on any host. A flow (``deploy``) is the same, one level down:
+each stage with its hooks is a call. When a call fails on some hosts the
+others finish it, nothing later starts, and the flow's ``on_failure`` and
+``final`` calls run on the hosts that were reached.
+"""
+
+import sys
+import threading
+import time
+import traceback
+from collections import deque
+
+import invoke
+
+from . import roles as rolelib
+from .env import HostScope, current_scope, host_scope
+from .exceptions import FakeError, HostError, Interrupted, StepFailed, TaskFailed, on_host
+from .registry import FlowCall
+from .remote import LOCAL, open_target
+
+__all__ = ["Run", "execute", "active_run", "MAX_PARALLEL"]
+
+MAX_PARALLEL = 64
+_active = None
+
+
+def active_run():
+    return _active
+
+
+def split_host(host_string):
+    """``user@name:port`` -> (user, name, port); parts absent are None."""
+    user, _, rest = host_string.rpartition("@")
+    name, port = rest, None
+    if rest.count(":") == 1:
+        name, _, port = rest.partition(":")
+    return user or None, name, port or None
+
+
+class Run:
+    """One invocation of ``fab``: its hosts, connections and per-host env."""
+
+    def __init__(self, env, registry, config=None, hosts=(), roles=(), parallel=None,
+                 debug=False, out=None):
+        self.env = env
+        self.registry = registry
+        self.config = config if config is not None else invoke.Config()
+        self.hosts = list(hosts)
+        self.selected_roles = list(roles)
+        self.parallel = parallel
+        self.debug = debug
+        self.out = out or sys.stdout
+        self.scopes = {}
+        self.connections = {}
+        self.outcome = {}  # host -> "ok" or the error that stopped it
+        self.once_done = set()
+        self.shared = {}
+        self.interrupted = None
+        self._lock = threading.RLock()
+        self._host_locks = {}
+
+    # -- lifecycle -------------------------------------------------------
+    def __enter__(self):
+        global _active
+        self._previous, _active = _active, self
+        return self
+
+    def __exit__(self, *exc):
+        global _active
+        _active = self._previous
+        self.close()
+
+    def close(self):
+        for conn in list(self.connections.values()):
+            try:
+                conn.close()
+            except Exception:
+                pass
+        self.connections.clear()
+
+    def record(self, key, host, value):
+        """Keep a per-host fact that tasks on other hosts may read later."""
+        with self._lock:
+            self.shared.setdefault(key, {})[host] = value
+
+    def collect(self, key):
+        with self._lock:
+            return dict(self.shared.get(key, {}))
+
+    def once(self, key, compute):
+        """A value computed once per invocation and shared by all hosts."""
+        with self._lock:
+            if key not in self.shared:
+                self.shared[key] = compute()
+            return self.shared[key]
+
+    # -- hosts -------------------------------------------------------------
+    def scope(self, host, roles=()):
+        """The host's env layer; ``roles`` (from execute() or @roles) add
+        their values below those of the ``-R`` roles."""
+        with self._lock:
+            if host not in self.scopes:
+                self.scopes[host] = self._new_scope(host)
+            scope = self.scopes[host]
+            extra = [r for r in roles if r not in scope.merged_roles]
+            if extra:
+                scope.merged_roles.extend(extra)
+                roledefs = self.env.get("roledefs") or {}
+                raw = rolelib.role_values(roledefs, host, extra)
+                with host_scope(scope):
+                    for key, value in raw.items():
+                        scope.role_values.setdefault(key, value() if callable(value) else value)
+            return scope
+
+    def _new_scope(self, host):
+        roledefs = self.env.get("roledefs") or {}
+        scope = HostScope(host)
+        scope.connection = None
+        scope.merged_roles = list(self.selected_roles)
+        scope.values.update(
+            host=split_host(host)[1] if host else None,
+            host_string=host,
+            host_roles=rolelib.host_roles(roledefs, host) if host else [],
+        )
+        raw = rolelib.role_values(roledefs, host, self.selected_roles) if host else {}
+        with host_scope(scope):
+            scope.role_values = {k: (v() if callable(v) else v) for k, v in raw.items()}
+        return scope
+
+    def connect(self, host):
+        """The host's one connection, opened on first use."""
+        with self._lock:
+            lock = self._host_locks.setdefault(host, threading.Lock())
+        with lock:
+            conn = self.connections.get(host)
+            if conn is not None:
+                return conn
+            scope = self.scope(host)
+            with host_scope(scope):
+                user, _, port = split_host(host)
+                conn = open_target(
+                    host,
+                    self.config,
+                    user=None if user else self.env.get("user"),
+                    port=None if port else self.env.get("port"),
+                    key_filename=self.env.get("key_filename"),
+                    forward_agent=self.env.get("forward_agent"),
+                    connect_timeout=self.env.get("connect_timeout", 10),
+                )
+            self.connections[host] = conn
+            scope.connection = conn
+            return conn
+
+    def connect_all(self, hosts):
+        """Open every connection in parallel; any failure stops the run here."""
+        remote = [h for h in hosts if h != LOCAL]
+        if not remote:
+            return
+        results, failures, _ = self._parallel(remote, self.connect)
+        for host, err in failures.items():
+            self.outcome[host] = err
+        if failures:
+            raise StepFailed("connect", failures, done=list(results))
+
+    def targets(self, task, hosts):
+        """The hosts a task runs on: its roles narrow the selection."""
+        wanted = getattr(task, "roles", None)
+        if wanted:
+            roledefs = self.env.get("roledefs") or {}
+            pool = hosts or rolelib.resolve(None, wanted, roledefs)
+            hosts = [h for h in pool if set(rolelib.host_roles(roledefs, h)) & set(wanted)]
+            for host in hosts:
+                self.scope(host, roles=wanted)
+        if getattr(task, "runs_once", False):
+            if task.name in self.once_done:
+                return None
+            self.once_done.add(task.name)
+            hosts = hosts[:1]
+        return hosts
+
+    # -- running -------------------------------------------------------------
+    def run_calls(self, calls, hosts):
+        """Run calls in order on ``hosts``; {host: result} of the last call."""
+        results = {}
+        for call in calls:
+            if isinstance(call, FlowCall):
+                results = self.run_flow(call, hosts)
+            else:
+                results = self.run_step(call, hosts)
+        return results
+
+    def run_step(self, call, hosts):
+        targets = self.targets(call.task, hosts)
+        if targets is None:
+            return {}
+        if not targets:
+            if getattr(call.task, "roles", None) or not hosts == []:
+                return {}
+            return {None: self._call_without_host(call)}
+        results, failures, skipped = self._parallel(targets, lambda h: self._call_on(call, h))
+        for host in results:
+            self.outcome.setdefault(host, "ok")
+        for host, err in failures.items():
+            self.outcome[host] = err
+        if failures:
+            raise StepFailed(call.name, failures, done=list(results), skipped=skipped)
+        if self.interrupted:
+            raise Interrupted(self.interrupted)
+        return results
+
+    def _call_without_host(self, call):
+        ctx = invoke.Context(config=self.config)
+        try:
+            return call.task(ctx, **call.kwargs)
+        except FakeError:
+            raise
+        except Exception as e:
+            if self.debug:
+                traceback.print_exc()
+            raise TaskFailed(None, call.name, e) from e
+
+    def _call_on(self, call, host):
+        conn = self.connect(host)
+        scope = self.scope(host)
+        with host_scope(scope):
+            try:
+                return call.task(conn, **call.kwargs)
+            except FakeError as e:
+                raise on_host(host, e) from e
+            except Exception as e:
+                if self.debug:
+                    traceback.print_exc()
+                raise TaskFailed(host, call.name, e) from e
+
+    def preflight(self, calls, hosts):
+        """Flow bodies and checks, per host in its env, before any connection.
+
+        Runs for every flow of the command line before connecting (so a
+        missing setting touches nothing), and again as each flow starts, so
+        the flow's body sets its values just before its own steps.
+        """
+        for call in calls:
+            if not isinstance(call, FlowCall):
+                continue
+            checks = self.registry.preflight_checks(call.task)
+            for host in hosts or [None]:
+                scope = self.scope(host) if host else None
+                with host_scope(scope):
+                    try:
+                        task = call.task
+                        task.body(None, **call.kwargs) if task.takes_context else task.body(**call.kwargs)
+                        for check in checks:
+                            check()
+                    except FakeError as e:
+                        raise on_host(host, e) from e
+            for _, group in call.body:
+                self.preflight(group, hosts)
+
+    def run_flow(self, fcall, hosts):
+        """Run a flow's steps stage by stage; on failure clean up where reached."""
+        self.preflight([fcall], hosts)
+        failure = None
+        saved, self.shared = self.shared, {}  # once()/record() values are per flow
+        try:
+            for stage, group in fcall.body:
+                started = time.monotonic()
+                self.run_calls(group, hosts)
+                if hosts:
+                    self.say(f"* {stage} ({time.monotonic() - started:.2f}s)")
+            return {h: "ok" for h in hosts}
+        except BaseException as e:
+            failure = e
+            raise
+        finally:
+            reached = [h for h in hosts if h in self.connections]
+            if failure is not None and fcall.on_failure:
+                self._cleanup(fcall.on_failure, reached, failure)
+            if fcall.final:
+                self._cleanup(fcall.final, reached, failure)
+            self.shared = saved
+
+    def _cleanup(self, calls, hosts, failure):
+        """Best effort: every cleanup call runs on every reached host."""
+        with self._lock:
+            self.shared["failure"] = failure
+        for call in calls:
+            targets = self.targets(call.task, hosts) or []
+            _, failures, _ = self._parallel(targets, lambda h: self._call_on(call, h), interruptible=False)
+            for host, err in failures.items():
+                self.say(f"[{host}] cleanup {call.name} failed too: {err}", err=True)
+
+    def say(self, line, err=False):
+        stream = sys.stderr if err else self.out
+        print(line, file=stream, flush=True)
+
+    def _parallel(self, hosts, fn, interruptible=True):
+        """fn(host) for each host, at most ``parallel`` at once, in host order.
+
+        Returns (results, failures, skipped). A first Ctrl-C lets commands in
+        flight finish and starts nothing new; a second aborts at once.
+        """
+        results, failures, skipped = {}, {}, []
+        if not hosts:
+            return results, failures, skipped
+        width = max(1, min(self.parallel or MAX_PARALLEL, MAX_PARALLEL, len(hosts)))
+        queue = deque(hosts)
+        lock = threading.Lock()
+        state = {"left": len(hosts)}
+        done = threading.Event()
+
+        def finish_one(n=1):
+            state["left"] -= n
+            if state["left"] <= 0:
+                done.set()
+
+        def worker():
+            while True:
+                with lock:
+                    if not queue:
+                        return
+                    host = queue.popleft()
+                try:
+                    results[host] = fn(host)
+                except BaseException as e:  # reported per host, never lost
+                    failures[host] = e
+                finally:
+                    with lock:
+                        finish_one()
+
+        for _ in range(width):
+            threading.Thread(target=worker, daemon=True).start()
+        while True:
+            try:
+                while not done.wait(0.1):
+                    pass
+                break
+            except KeyboardInterrupt as e:
+                signame = getattr(e, "signame", "SIGINT")
+                if not interruptible or self.interrupted:
+                    self.interrupted = self.interrupted or signame
+                    self.say("aborting now: hosts may be left locked or half-changed", err=True)
+                    raise Interrupted(self.interrupted) from None
+                self.interrupted = signame
+                self.say(f"interrupted ({signame}): letting running commands finish; "
+                         "press Ctrl-C again to abort at once", err=True)
+                with lock:
+                    skipped.extend(queue)
+                    n = len(queue)
+                    queue.clear()
+                    if n:
+                        finish_one(n)
+        return results, failures, skipped
+
+
+def execute(task, *args, hosts=None, roles=None, **kwargs):
+    """Run a task with its hooks; return ``{host: result}``.
+
+    With no hosts or roles it runs on the current host (inside a task) or on
+    the invocation's selected hosts; names are looked up now, so a fabfile
+    task with a library task's name replaces it.
+    """
+    from . import state
+
+    run = active_run()
+    own = run is None
+    if own:
+        run = Run(state.env, state.registry)
+    try:
+        calls = run.registry.expand(task, kwargs)
+        if args:
+            main = next(c for c in calls if c.via is None)
+            main.args = args
+            _bind_args(main, args)
+        scope = current_scope()
+        if hosts is None and roles is None:
+            if scope is not None and scope.host:
+                return _inline(run, calls, scope)
+            targets = run.hosts
+        else:
+            targets = rolelib.resolve(hosts, roles, run.env.get("roledefs") or {})
+            for host in targets:
+                run.scope(host, roles=rolelib.split_names(roles))
+        return run.run_calls(calls, targets)
+    finally:
+        if own:
+            run.close()
+
+
+def _bind_args(call, args):
+    names = list(call.task.argspec(call.task.body).parameters)
+    call.kwargs.update(zip(names, args))
+
+
+def _inline(run, calls, scope):
+    """Calls on the current host, in this thread (keeps its cd() and settings())."""
+    host = scope.host
+    result = None
+    for call in calls:
+        if isinstance(call, FlowCall):
+            result = run.run_flow(call, [host])[host]
+            continue
+        if run.targets(call.task, [host]) in (None, []):
+            continue
+        try:
+            result = call.task(scope.connection, **call.kwargs)
+        except FakeError as e:
+            raise on_host(host, e) from e
+        except Exception as e:
+            raise TaskFailed(host, call.name, e) from e
+    return {host: result}

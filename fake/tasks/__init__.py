@@ -1,0 +1,1 @@
+"""Ready-made task libraries: ``framework`` (stages) and ``deploy`` (fills them)."""

@@ -1,0 +1,532 @@
+"""Capistrano's deploy, filled into the framework's stages.
+
+``from fake.tasks.deploy import *`` in a fabfile brings the flow. Under
+``env.deploy_path`` each host has::
+
+    repo/                  bare mirror of env.repo_url
+    releases/<UTC stamp>/  one tree per deploy, with REVISION
+    shared/                linked_dirs and linked_files live here, never lost
+    current -> releases/<stamp>
+    revisions.log          appended to, never rewritten
+    deploy.lock            while a deploy or rollback runs
+
+Remote work per host: one read-only probe that also takes the lock
+(starting), then one batched command per stage that changes something, and
+one to release the lock. Everything else is decided here, locally.
+"""
+
+import datetime
+import getpass
+import json
+import os
+import posixpath
+import re
+import socket
+import uuid
+
+from ..env import CallableEnv, current_scope
+from ..exceptions import ConfigError, HostError, MissingSetting
+from ..registry import Task
+from ..remote import Script, join, quote, run_command
+from ..runner import active_run
+from ..scm import strategy
+from ..state import env, registry
+from .framework import (  # noqa: F401  (re-exported for fabfiles)
+    deploy, ended, failed, finished, finishing, finishing_rollback, published,
+    publishing, reverted, reverting, rollback, started, starting, updated, updating,
+)
+
+__all__ = [
+    "env", "before", "after", "deploy", "rollback", "unlock", "releases",
+    "starting", "started", "updating", "updated", "publishing", "published",
+    "finishing", "finished", "reverting", "reverted", "finishing_rollback", "failed", "ended",
+    "deploy_path", "releases_path", "shared_path", "repo_path", "current_path", "release_path",
+]
+
+before = registry.before
+after = registry.after
+cenv = CallableEnv(env)
+
+env.setdefaults(
+    branch=None,
+    keep_releases=5,
+    linked_dirs=[],
+    linked_files=[],
+    scm="git",
+)
+
+RELEASE_NAME = re.compile(r"^\d{14}$")
+STAMP = "%Y%m%d%H%M%S"
+LOCK_FILE = "deploy.lock"
+
+
+# -- paths ------------------------------------------------------------------
+def deploy_path():
+    value = cenv.get("deploy_path")
+    if not value:
+        scope = current_scope()
+        raise MissingSetting("deploy_path", scope.host if scope else None,
+                             "the directory on each host that holds releases/, shared/ and current")
+    value = str(value)
+    if not value.startswith("/"):
+        raise ConfigError(f"env.deploy_path must be an absolute path, got {value!r}")
+    return value.rstrip("/") or "/"
+
+
+def releases_path():
+    return posixpath.join(deploy_path(), "releases")
+
+
+def shared_path():
+    return posixpath.join(deploy_path(), "shared")
+
+
+def repo_path():
+    return posixpath.join(deploy_path(), "repo")
+
+
+def current_path():
+    return posixpath.join(deploy_path(), "current")
+
+
+def release_path(name=None):
+    return posixpath.join(releases_path(), name or env.release_name)
+
+
+def _lock_path():
+    return posixpath.join(deploy_path(), LOCK_FILE)
+
+
+# -- settings, checked before any connection ---------------------------------
+def linked_paths():
+    """linked_dirs then linked_files, each checked to stay inside the release."""
+    out = []
+    for key in ("linked_dirs", "linked_files"):
+        value = cenv.get(key) or []
+        if isinstance(value, str):
+            value = [value]
+        for path in value:
+            norm = posixpath.normpath(str(path))
+            if not path or norm.startswith(("/", "..")) or norm == ".":
+                raise ConfigError(f"env.{key} entry {path!r} must be a relative path inside the release")
+            out.append((key, norm))
+    return out
+
+
+_PER_FLOW = ("fake_published", "fake_release_created", "fake_revision", "fake_ref",
+             "release_name", "release_path", "previous_release", "rolled_back_from")
+
+
+def _check_settings():
+    # Runs per host at the start of each flow: forget the previous flow's values.
+    scope = current_scope()
+    if scope is not None:
+        for key in _PER_FLOW:
+            scope.values.pop(key, None)
+    deploy_path()
+    keep = cenv.get("keep_releases")
+    try:
+        if int(keep) < 1:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ConfigError(f"env.keep_releases must be a whole number >= 1, got {keep!r}") from None
+    linked_paths()
+
+
+def _check_deploy_settings():
+    _check_settings()
+    scm = strategy(cenv.get("scm"))
+    scm.validate(cenv.get("repo_url"), cenv.get("branch"))
+
+
+registry.preflight("deploy", _check_deploy_settings)
+registry.preflight("rollback", _check_settings)
+
+
+# -- pure decisions -----------------------------------------------------------
+def releases_to_remove(names, keep, live):
+    """Oldest releases beyond ``keep``; never the live one or a non-release name."""
+    ordered = sorted(n for n in names if RELEASE_NAME.match(n))
+    doomed = ordered[: max(0, len(ordered) - int(keep))]
+    return [n for n in doomed if n != live]
+
+
+def rollback_target(names, live, requested=None):
+    """The release to roll back to, or ValueError saying why there is none."""
+    ordered = sorted(n for n in names if RELEASE_NAME.match(n))
+    if live is None:
+        raise ValueError("no live release: current is missing")
+    if requested:
+        if requested not in ordered:
+            raise ValueError(f"release {requested} not found; releases: {', '.join(ordered) or 'none'}")
+        if requested == live:
+            raise ValueError(f"release {requested} is already live")
+        return requested
+    earlier = [n for n in ordered if n < live]
+    if not earlier:
+        raise ValueError("no earlier release to roll back to")
+    return earlier[-1]
+
+
+def next_release_name(now, existing):
+    """UTC stamp, later than every release on every host (clocks and fast deploys)."""
+    name = now.strftime(STAMP)
+    known = sorted(n for n in existing if RELEASE_NAME.match(n))
+    if known and name <= known[-1]:
+        latest = datetime.datetime.strptime(known[-1], STAMP)
+        name = (latest + datetime.timedelta(seconds=1)).strftime(STAMP)
+    return name
+
+
+# -- inspecting a host: one read-only command ---------------------------------
+class HostState:
+    """What the probe saw on one host."""
+
+    def __init__(self):
+        self.now = None
+        self.current = None
+        self.releases = {}
+        self.lock = None
+        self.locked_by_us = False
+        self.mirror = False
+        self.missing = []
+        self.scm_lines = []
+
+    @property
+    def live(self):
+        if not self.current:
+            return None
+        name = posixpath.basename(self.current.rstrip("/"))
+        return name if RELEASE_NAME.match(name) else None
+
+    @classmethod
+    def parse(cls, text):
+        st = cls()
+        for line in text.splitlines():
+            kind, _, rest = line.partition(" ")
+            if kind == "now":
+                st.now = int(rest)
+            elif kind == "current":
+                st.current = rest
+            elif kind == "release":
+                name, _, rev = rest.partition(" ")
+                st.releases[name] = rev.strip() or None
+            elif kind == "lock":
+                st.lock = rest
+            elif kind == "locked":
+                st.locked_by_us = True
+            elif kind == "mirror":
+                st.mirror = True
+            elif kind == "missing":
+                st.missing.append(rest)
+            elif kind in ("remote", "remote-error", "noref"):
+                st.scm_lines.append(line)
+        return st
+
+
+def probe_script(lock_info=None, scm=None):
+    """Shell that reports a host's deploy state, and takes the lock if asked.
+
+    The lock is taken only when nothing else is wrong, with noclobber so two
+    deploys racing for it cannot both win.
+    """
+    d = quote(deploy_path())
+    lines = [
+        "problems=0",
+        'echo "now $(date +%s)"',
+        f"if [ -L {d}/current ]; then echo \"current $(readlink {d}/current)\"; fi",
+        f"for r in {d}/releases/*; do",
+        '  [ -d "$r" ] || continue',
+        '  rev=$(cat "$r/REVISION" 2>/dev/null || true)',
+        '  echo "release ${r##*/} $rev"',
+        "done",
+        f"if [ -f {d}/{LOCK_FILE} ]; then echo \"lock $(head -c 2000 {d}/{LOCK_FILE} | tr '\\n' ' ')\"; problems=1; fi",
+        f"if [ -d {d}/repo ]; then echo mirror; fi",
+    ]
+    if scm is not None:
+        for _, path in linked_paths():
+            if path in [p for k, p in linked_paths() if k == "linked_files"]:
+                target = quote(posixpath.join(shared_path(), path))
+                lines.append(f"if [ ! -e {target} ]; then echo missing {quote(path)}; problems=1; fi")
+        lines.append(scm.probe(cenv.get("repo_url"), cenv.get("branch")))
+    if lock_info is not None:
+        info = quote(json.dumps(lock_info, sort_keys=True))
+        lines += [
+            'if [ "$problems" -eq 0 ]; then',
+            f"  mkdir -p {d}",
+            f"  if (set -C; printf '%s\\n' {info} > {d}/{LOCK_FILE}) 2>/dev/null; then echo locked;",
+            f"  else echo \"lock $(cat {d}/{LOCK_FILE} 2>/dev/null | tr '\\n' ' ')\"; fi",
+            "fi",
+        ]
+    lines.append("exit 0")
+    return "\n".join(lines) + "\n"
+
+
+def _here():
+    scope = current_scope()
+    return scope.connection, scope.host
+
+
+def _remote(command, label):
+    conn, host = _here()
+    return run_command(conn, command, host=host, hide=True, label=label,
+                       timeout=cenv.get("command_timeout"))
+
+
+def inspect(lock_info=None, scm=None):
+    result = _remote(probe_script(lock_info, scm), "inspect " + deploy_path())
+    return HostState.parse(result.stdout)
+
+
+def describe_lock(raw, now=None):
+    """'alice@laptop (pid 12, deploy) since 06:01:02 UTC, 3m 12s ago' from the lock file."""
+    try:
+        info = json.loads(raw)
+    except (TypeError, ValueError):
+        return f"an unreadable lock ({(raw or '').strip()[:80]!r})"
+    since = info.get("since")
+    when = ""
+    if isinstance(since, (int, float)):
+        stamp = datetime.datetime.fromtimestamp(since, datetime.timezone.utc)
+        when = f" since {stamp:%Y-%m-%d %H:%M:%S} UTC"
+        if now:
+            when += f", {_age(now - since)} ago"
+    return f"{info.get('user', '?')}@{info.get('from', '?')} (pid {info.get('pid', '?')}, {info.get('task', '?')}){when}"
+
+
+def _age(seconds):
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m {seconds % 60}s"
+    return f"{seconds // 3600}h {seconds % 3600 // 60}m"
+
+
+def _unlock_hint():
+    roles = env.get("effective_roles") or []
+    where = f"-R {','.join(roles)}" if roles else f"-H {env.host_string}"
+    return f"fab {where} unlock"
+
+
+def _user():
+    return env.get("local_user") or getpass.getuser()
+
+
+def _run():
+    run = active_run()
+    if run is None:
+        raise ConfigError("deploy tasks must run inside a fab invocation or execute()")
+    return run
+
+
+def _facts():
+    return _run().collect("fake_state").get(env.host_string) or HostState()
+
+
+# -- stage work ------------------------------------------------------------
+def _task(name, doc):
+    def decorate(fn):
+        fn.__doc__ = doc
+        return registry.add(Task(fn, name=name))
+
+    return decorate
+
+
+@_task("deploy:check", "Read each host's state in one command, take the deploy lock, check the repository.")
+def _check():
+    run = _run()
+    action = env.get("fake_action", "deploy")
+    token = run.once("lock_token", lambda: uuid.uuid4().hex)
+    lock_info = {
+        "token": token, "user": _user(), "from": socket.gethostname(),
+        "pid": os.getpid(), "since": run.once("lock_since", lambda: int(datetime.datetime.now().timestamp())),
+        "task": action,
+    }
+    scm = strategy(cenv.get("scm")) if action == "deploy" else None
+    state = inspect(lock_info, scm)
+    run.record("fake_state", env.host_string, state)
+    if state.lock and not state.locked_by_us:
+        raise HostError(env.host_string,
+                        f"{deploy_path()} is locked by {describe_lock(state.lock, state.now)}; "
+                        f"if no deploy is running there, remove the lock with: {_unlock_hint()}")
+    for path in state.missing:
+        raise HostError(env.host_string,
+                        f"linked file {posixpath.join(shared_path(), path)} is missing: "
+                        f"create it on the host before deploying")
+    if scm is not None:
+        sha, ref, error = scm.resolve(state.scm_lines, cenv.get("branch"))
+        if error:
+            raise HostError(env.host_string, f"{error} (repo_url {cenv.get('repo_url')})")
+        run.record("fake_revision", env.host_string, (sha, ref))
+    if not state.locked_by_us:
+        raise HostError(env.host_string, "could not take the deploy lock")
+
+
+def _release_name():
+    run = _run()
+
+    def pick():
+        names = set()
+        for state in run.collect("fake_state").values():
+            names.update(state.releases)
+        return next_release_name(datetime.datetime.now(datetime.timezone.utc), names)
+
+    return run.once("release_name", pick)
+
+
+def _revision():
+    run = _run()
+
+    def agree():
+        seen = run.collect("fake_revision")
+        shas = {sha for sha, _ in seen.values()}
+        if len(shas) > 1:
+            detail = ", ".join(f"{h}: {sha[:12]}" for h, (sha, _) in sorted(seen.items()))
+            raise ConfigError(f"hosts see different commits for branch {cenv.get('branch')!r} ({detail}); deploy again")
+        return next(iter(seen.values()))
+
+    return run.once("revision", agree)
+
+
+@_task("deploy:update", "Update the mirror, export the commit into a new release, link shared paths.")
+def _update():
+    state = _facts()
+    name = _release_name()
+    sha, ref = _revision()
+    release = release_path(name)
+    env.update(release_name=name, release_path=release, fake_release_created=name,
+               fake_revision=sha, fake_ref=ref, previous_release=state.live)
+    links = linked_paths()
+    shared_dirs = [posixpath.join(shared_path(), p) for k, p in links if k == "linked_dirs"]
+    shared_dirs += [posixpath.join(shared_path(), posixpath.dirname(p))
+                    for k, p in links if k == "linked_files" and posixpath.dirname(p)]
+    script = Script()
+    script.argv("create directories", "mkdir", "-p", releases_path(), shared_path(), *shared_dirs)
+    strategy(cenv.get("scm")).create_release(
+        script, cenv.get("repo_url"), repo_path(), release, sha, state.mirror)
+    script.add("write REVISION", f"printf '%s\\n' {quote(sha)} > {quote(posixpath.join(release, 'REVISION'))}")
+    for _, path in links:
+        inside = posixpath.join(release, path)
+        script.add(f"link {path}", " && ".join([
+            join(["rm", "-rf", "--", inside]),
+            join(["mkdir", "-p", posixpath.dirname(inside)]),
+            join(["ln", "-s", posixpath.join(shared_path(), path), inside]),
+        ]))
+    _remote(script.render(), "deploy:update")
+
+
+@_task("deploy:symlink", "Switch current to the release: a new symlink renamed over the old one.")
+def _symlink():
+    name = env.release_name
+    d = deploy_path()
+    tmp = posixpath.join(d, f".current.{name}.tmp")
+    script = Script()
+    script.argv("release exists", "test", "-d", release_path(name))
+    script.argv("remove stale temp link", "rm", "-f", tmp)
+    script.argv("ln -s", "ln", "-s", posixpath.join("releases", name), tmp)
+    script.argv("mv -T", "mv", "-T", tmp, current_path())
+    _remote(script.render(), "switch current")
+    env.fake_published = True
+
+
+@_task("deploy:finish", "Append to revisions.log and remove releases beyond keep_releases.")
+def _finish():
+    state = _facts()
+    name, sha, ref = env.release_name, env.fake_revision, env.fake_ref or ""
+    branch = cenv.get("branch") or ref.replace("refs/heads/", "").replace("refs/tags/", "")
+    line = f"Branch {branch} (at {sha}) deployed as release {name} by {_user()}"
+    doomed = releases_to_remove(set(state.releases) | {name}, cenv.get("keep_releases"), name)
+    script = Script()
+    script.add("log revision", f"printf '%s\\n' {quote(line)} >> {quote(posixpath.join(deploy_path(), 'revisions.log'))}")
+    if doomed:
+        script.argv("remove old releases", "rm", "-rf", "--", *[release_path(n) for n in doomed])
+    _remote(script.render(), "deploy:finish")
+    env.removed_releases = doomed
+
+
+@_task("deploy:revert", "Choose the release to roll back to: the one before the live one, or --release.")
+def _revert():
+    state = _facts()
+    try:
+        target = rollback_target(state.releases, state.live, env.get("rollback_to"))
+    except ValueError as e:
+        raise HostError(env.host_string, f"cannot roll back: {e}") from None
+    env.update(release_name=target, release_path=release_path(target), rolled_back_from=state.live)
+
+
+@_task("deploy:archive_rolled_back", "Archive the release rolled back from, remove it, log the rollback.")
+def _archive_rolled_back():
+    old, target = env.rolled_back_from, env.release_name
+    d = deploy_path()
+    script = Script()
+    if old and old > target:
+        archive = posixpath.join(d, f"rolled-back-release-{old}.tar.gz")
+        script.argv("archive rolled-back release", "tar", "-czf", archive, "-C", releases_path(), old)
+        script.argv("remove rolled-back release", "rm", "-rf", "--", release_path(old))
+    line = f"{_user()} rolled back to release {target}"
+    script.add("log rollback", f"printf '%s\\n' {quote(line)} >> {quote(posixpath.join(d, 'revisions.log'))}")
+    _remote(script.render(), "finishing rollback")
+
+
+@_task("deploy:failed", "After a failure: remove this run's unpublished release.")
+def _failed():
+    name = env.get("fake_release_created")
+    if not name or env.get("fake_published"):
+        return
+    rel = quote(posixpath.join("releases", name))
+    script = (f"cur=$(readlink {quote(current_path())} 2>/dev/null || true)\n"
+              f"if [ \"$cur\" != {rel} ]; then rm -rf -- {quote(release_path(name))}; fi\n")
+    _remote(script, f"remove unpublished release {name}")
+
+
+@_task("deploy:unlock_own", "Release the deploy lock this run took (and only that one).")
+def _unlock_own():
+    if not _facts().locked_by_us:
+        return
+    token = _run().once("lock_token", lambda: None)
+    lock = quote(_lock_path())
+    _remote(f"if [ -f {lock} ] && grep -qF -- {quote(token)} {lock}; then rm -f -- {lock}; fi\n",
+            "release lock")
+
+
+after("starting", "deploy:check")
+after("updating", "deploy:update")
+after("publishing", "deploy:symlink")
+after("finishing", "deploy:finish")
+after("reverting", "deploy:revert")
+after("finishing_rollback", "deploy:archive_rolled_back")
+after("failed", "deploy:failed")
+after("ended", "deploy:unlock_own")
+
+
+# -- tasks for people -----------------------------------------------------------
+@registry.task
+def unlock():
+    """Remove the deploy lock, whoever holds it (after a crashed deploy)."""
+    _check_settings()
+    lock = quote(_lock_path())
+    result = _remote(f'if [ -f {lock} ]; then echo "now $(date +%s)"; cat {lock}; rm -f -- {lock}; fi\n', "unlock")
+    lines = result.stdout.splitlines()
+    if not lines:
+        print(f"[{env.host_string}] no lock at {_lock_path()}")
+        return None
+    now = int(lines[0].split()[1]) if lines[0].startswith("now ") else None
+    holder = describe_lock(" ".join(lines[1:]), now)
+    print(f"[{env.host_string}] removed lock held by {holder}")
+    return holder
+
+
+@registry.task
+def releases():
+    """List each host's releases with their commit, marking the live one."""
+    _check_settings()
+    state = inspect()
+    host = env.host_string
+    if not state.releases:
+        print(f"[{host}] no releases in {releases_path()}")
+    for name in sorted(state.releases):
+        sha = (state.releases[name] or "?")[:12]
+        mark = "  <- live" if name == state.live else ""
+        print(f"[{host}] {name}  {sha}{mark}")
+    return {"live": state.live, "releases": dict(state.releases)}

@@ -1,0 +1,377 @@
+"""The `fab` program against real sshd hosts: roles, hooks, env, parallelism, errors."""
+
+import re
+import socket
+import textwrap
+import time
+
+import pytest
+
+from tests.e2e.conftest import explain
+
+SEED = '''
+import os
+from fake.api import env, task, before, after, run
+from fake.state import CallableEnv
+
+env.roledefs = {
+    'staging': {'hosts': ['web1'], 'branch': 'staging'},
+    'production': {'hosts': ['web2'], 'branch': 'master'},
+}
+
+@task
+def first():
+    print('first')
+
+@task
+def second():
+    print('second')
+
+after(first, second)
+
+@task
+def third():
+    print('third')
+
+before(third, first)
+
+@task
+def showbranch():
+    """Print the role's branch."""
+    print(env.branch)
+
+cenv = CallableEnv(env)
+cenv.get_base_path = lambda: '/srv/base'
+cenv.app_path = lambda: os.path.join(cenv.get_base_path, "app")
+
+@task
+def dosomething():
+    print("app path is", cenv.app_path)
+
+@task
+def whoami():
+    print("roles of", env.host_string, "=", ",".join(env.host_roles), "effective =", env.effective_roles)
+'''
+
+FLEET = '''
+import time
+from fake.api import env, task, before, after, run, execute, roles, runs_once
+
+env.roledefs = {
+    'web': ['web1', 'web2'],
+    'db': {'hosts': ['db1'], 'dbname': 'main'},
+}
+
+@task
+def hostname():
+    """Print which host this is."""
+    run('echo "I am $(id -un) on %s"' % env.host_string)
+
+@task
+def showset():
+    print("value=%s on %s" % (env.get('value'), env.host_string))
+
+@task
+def nap():
+    run('sleep 1')
+
+@task
+def order():
+    run('echo order-%s' % env.host_string)
+    time.sleep(0.2)
+
+@task
+def writeown():
+    env.mine = 'value-of-' + env.host_string
+    time.sleep(0.3)
+
+@task
+def readown():
+    print("readback %s %s" % (env.host_string, env.mine))
+    assert env.mine == 'value-of-' + env.host_string
+
+after(writeown, readown)
+
+@task
+def t1(): run('true')
+@task
+def t2(): run('true')
+@task
+def t3(): run('true')
+@task
+def t4(): run('true')
+@task
+def t5(): run('true')
+@task
+def hook(): run('true')
+before(t1, hook)
+after(t3, hook)
+after(t5, 'hook')
+
+@task
+def fails_on_web2():
+    run('echo start-%s' % env.host_string)
+    if env.host_string == 'web2':
+        run('echo boom >&2; exit 3')
+
+@task
+def later():
+    print("LATER RAN")
+
+@task
+@roles('db')
+def dbonly():
+    print("dbonly on %s name=%s" % (env.host_string, env.dbname))
+
+@task
+@runs_once
+def once():
+    print("once on %s" % env.host_string)
+
+@task
+def callsdb():
+    print("execute ->", execute('dbonly', roles=['db']))
+'''
+
+
+def write(project, text):
+    (project / "fabfile.py").write_text(textwrap.dedent(text))
+
+
+def prefixed_lines(out, host):
+    return [ln[len(host) + 3:] for ln in out.splitlines() if ln.startswith(f"[{host}] ")]
+
+
+# -- the seed README's examples ---------------------------------------------------
+def test_after_runs_the_hook_after_its_task(fab, project):
+    write(project, SEED)
+    proc = fab(["first"])
+    assert proc.returncode == 0, explain(proc)
+    assert proc.stdout.split() == ["first", "second"], explain(proc)
+
+
+def test_before_runs_the_prerequisite_first(fab, project):
+    # The seed's second example, on its own: before(second, first).
+    write(project, """
+        from fake.api import task, before, after
+
+        @task
+        def first():
+            print('first')
+
+        @task
+        def second():
+            print('second')
+
+        before(second, first)
+    """)
+    proc = fab(["second"])
+    assert proc.returncode == 0, explain(proc)
+    assert proc.stdout.split() == ["first", "second"], explain(proc)
+
+
+def test_hooks_of_hooks_run_too(fab, project):
+    write(project, SEED)
+    proc = fab(["third"])  # before(third, first) and after(first, second)
+    assert proc.returncode == 0, explain(proc)
+    assert proc.stdout.split() == ["first", "second", "third"], explain(proc)
+
+
+@pytest.mark.parametrize("role, branch", [("staging", "staging"), ("production", "master")])
+def test_role_scoped_env_values(fab, project, fleet3, role, branch):
+    write(project, SEED)
+    proc = fab(["-R", role, "showbranch"], fleet=fleet3)
+    assert proc.returncode == 0, explain(proc)
+    assert proc.stdout.split() == [branch], explain(proc)
+
+
+def test_callable_env_example_prints_the_computed_path(fab, project):
+    write(project, SEED)
+    proc = fab(["dosomething"])
+    assert proc.returncode == 0, explain(proc)
+    assert "app path is /srv/base/app" in proc.stdout, explain(proc)
+
+
+def test_host_roles_under_dash_h(fab, project, fleet3):
+    write(project, SEED)
+    proc = fab(["-H", "web2", "whoami"], fleet=fleet3)
+    assert proc.returncode == 0, explain(proc)
+    assert "roles of web2 = production effective = []" in proc.stdout, explain(proc)
+
+
+# -- hosts, roles, flags ---------------------------------------------------------------
+def test_roles_select_hosts_and_output_is_prefixed(fab, project, fleet3):
+    write(project, FLEET)
+    proc = fab(["-R", "web,db", "hostname"], fleet=fleet3)
+    assert proc.returncode == 0, explain(proc)
+    for host in ("web1", "web2", "db1"):
+        assert prefixed_lines(proc.stdout, host) == [f"I am fake-test on {host}"], explain(proc)
+
+
+def test_dash_h_alone_and_with_roles(fab, project, fleet3):
+    write(project, FLEET)
+    alone = fab(["-H", "db1", "hostname"], fleet=fleet3)
+    assert alone.returncode == 0, explain(alone)
+    assert "[db1] I am fake-test on db1" in alone.stdout
+    assert "web1" not in alone.stdout, explain(alone)
+    union = fab(["-H", "db1", "-R", "web", "hostname"], fleet=fleet3)
+    assert union.returncode == 0, explain(union)
+    for host in ("web1", "web2", "db1"):
+        assert f"[{host}] I am fake-test on {host}" in union.stdout, explain(union)
+
+
+def test_set_reaches_env_and_wins_over_fabfile(fab, project, fleet3):
+    write(project, FLEET + "\nenv.value = 'from-fabfile'\n")
+    proc = fab(["-H", "web1", "--set", "value=from-cli", "showset"], fleet=fleet3)
+    assert proc.returncode == 0, explain(proc)
+    assert "value=from-cli on web1" in proc.stdout, explain(proc)
+
+
+def test_parallel_one_runs_hosts_in_order(fab, project, fleet3):
+    write(project, FLEET)
+    proc = fab(["-P", "1", "-H", "db1,web2,web1", "order"], fleet=fleet3)
+    assert proc.returncode == 0, explain(proc)
+    seen = re.findall(r"order-(\w+)", proc.stdout)
+    assert seen == ["db1", "web2", "web1"], explain(proc)
+
+
+def test_one_connection_per_host_for_tasks_and_hooks(fab, project, make_fleet):
+    fleet = make_fleet(1, names=["web1"])
+    write(project, FLEET)
+    host = fleet["web1"]
+    before = host.accepted_count()
+    proc = fab(["-H", "web1", "t1", "t2", "t3", "t4", "t5"], fleet=fleet)
+    assert proc.returncode == 0, explain(proc)
+    assert host.accepted_count() - before == 1, explain(proc) + host.log_text()
+
+
+def test_four_hosts_sleeping_one_second_finish_together(fab, project, make_fleet):
+    fleet = make_fleet(4)
+    write(project, FLEET)
+    names = ",".join(h.name for h in fleet.hosts)
+    started = time.monotonic()
+    proc = fab(["-H", names, "nap"], fleet=fleet)
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 0, explain(proc)
+    assert elapsed < 3.0, f"took {elapsed:.2f}s" + explain(proc)
+
+
+def test_env_written_by_a_task_stays_on_its_host(fab, project, fleet3):
+    write(project, FLEET)
+    proc = fab(["-H", "web1,web2", "writeown"], fleet=fleet3)
+    assert proc.returncode == 0, explain(proc)
+    assert "readback web1 value-of-web1" in proc.stdout, explain(proc)
+    assert "readback web2 value-of-web2" in proc.stdout, explain(proc)
+
+
+def test_roles_decorator_and_execute_on_a_role(fab, project, fleet3):
+    write(project, FLEET)
+    proc = fab(["-R", "web,db", "dbonly"], fleet=fleet3)
+    assert proc.returncode == 0, explain(proc)
+    assert proc.stdout.count("dbonly on") == 1 and "dbonly on db1 name=main" in proc.stdout, explain(proc)
+    proc = fab(["-H", "web1", "callsdb"], fleet=fleet3)
+    assert proc.returncode == 0, explain(proc)
+    assert "dbonly on db1" in proc.stdout and "execute -> {'db1': None}" in proc.stdout, explain(proc)
+
+
+def test_runs_once(fab, project, fleet3):
+    write(project, FLEET)
+    proc = fab(["-R", "web,db", "once"], fleet=fleet3)
+    assert proc.returncode == 0, explain(proc)
+    assert proc.stdout.count("once on") == 1 and "once on web1" in proc.stdout, explain(proc)
+
+
+def test_version_names_fake_and_fabric(fab, project):
+    proc = fab(["--version"])
+    assert proc.returncode == 0, explain(proc)
+    assert re.search(r"^Fake \d", proc.stdout, re.M) and re.search(r"^Fabric 3\.", proc.stdout, re.M), explain(proc)
+
+
+def test_list_shows_tasks_with_docstrings(fab, project):
+    write(project, FLEET)
+    proc = fab(["--list"])
+    assert proc.returncode == 0, explain(proc)
+    assert re.search(r"hostname\s+Print which host this is\.", proc.stdout), explain(proc)
+
+
+def test_remainder_command_runs_on_hosts(fab, project, fleet3):
+    write(project, FLEET)
+    proc = fab(["-H", "web1,db1", "--", "echo remainder-$(id -un)"], fleet=fleet3)
+    assert proc.returncode == 0, explain(proc)
+    assert "[web1] remainder-fake-test" in proc.stdout and "[db1] remainder-fake-test" in proc.stdout, explain(proc)
+
+
+# -- failures: one clear line, non-zero exit, no traceback ---------------------------------
+def assert_clean_failure(proc, *needles):
+    assert proc.returncode != 0, explain(proc)
+    assert "Traceback" not in proc.stderr + proc.stdout, explain(proc)
+    for needle in needles:
+        assert needle in proc.stderr, f"missing {needle!r}" + explain(proc)
+
+
+def test_failing_command_stops_later_tasks_and_names_the_host(fab, project, fleet3):
+    write(project, FLEET)
+    proc = fab(["-R", "web,db", "fails_on_web2", "later"], fleet=fleet3)
+    assert_clean_failure(proc, "[web2] echo boom >&2; exit 3 exited 3: boom", "web1: ok", "db1: ok")
+    assert "LATER RAN" not in proc.stdout, explain(proc)
+    # The other hosts finished the failing task.
+    assert "[web1] start-web1" in proc.stdout and "[db1] start-db1" in proc.stdout, explain(proc)
+
+
+@pytest.mark.parametrize("roledefs, args, needle", [
+    ("{'web': ['web1']}", ["-R", "nope"], "unknown role 'nope'; known roles: web"),
+    ("['web1']", ["-R", "web"], "env.roledefs must be a dict"),
+    ("{'web': 'web1'}", ["-R", "web"], "env.roledefs['web'] must be a list of hosts"),
+    ("{'web': {'branch': 'x'}}", ["-R", "web"], "role 'web' has no hosts"),
+    ("{'web': []}", ["-R", "web"], "role 'web' has no hosts"),
+])
+def test_bad_roles(fab, project, roledefs, args, needle):
+    write(project, f"from fake.api import env, task\nenv.roledefs = {roledefs}\n@task\ndef t():\n    print('ran')\n")
+    proc = fab(args + ["t"])
+    assert_clean_failure(proc, needle)
+    assert "ran" not in proc.stdout
+
+
+def test_unknown_task(fab, project):
+    write(project, FLEET)
+    proc = fab(["nosuchtask"])
+    assert_clean_failure(proc, "nosuchtask")
+
+
+def test_unresolvable_host(fab, project):
+    write(project, FLEET)
+    proc = fab(["-H", "no-such-host.invalid", "hostname"])
+    assert_clean_failure(proc, "[no-such-host.invalid] cannot resolve host name")
+
+
+def test_refused_connection_names_host_and_reason(fab, project, make_fleet):
+    fleet = make_fleet(2)
+    fleet["web2"].stop()
+    write(project, FLEET)
+    proc = fab(["-H", "web1,web2", "hostname"], fleet=fleet)
+    assert_clean_failure(proc, "[web2] cannot connect to 127.0.0.1:", "Connection refused")
+    assert "I am" not in proc.stdout, "nothing runs when a host is unreachable" + explain(proc)
+
+
+def test_silent_host_times_out_within_connect_timeout(fab, project):
+    write(project, FLEET)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    port = listener.getsockname()[1]
+    try:
+        started = time.monotonic()
+        proc = fab(["-t", "2", "-H", f"127.0.0.1:{port}", "hostname"])
+        elapsed = time.monotonic() - started
+    finally:
+        listener.close()
+    assert_clean_failure(proc, f"[127.0.0.1:{port}]")
+    assert elapsed < 8, f"took {elapsed:.1f}s" + explain(proc)
+
+
+def test_fake_script_is_the_same_program(project):
+    from tests.e2e.conftest import fake_bin, run_fab
+
+    write(project, SEED)
+    proc = run_fab(["first"], project, program=fake_bin)
+    assert proc.returncode == 0 and proc.stdout.split() == ["first", "second"], explain(proc)
