@@ -130,8 +130,14 @@ class StepFailed(FakeError):
         n = len(self.failures)
         total = n + len(self.done)
         lines = [f"{task} failed on {n} of {total} host{'s' if total != 1 else ''}:"]
-        for err in self.failures.values():
-            lines.append(f"  {err}")
+        # The same reason on many hosts is one line naming them all.
+        grouped = {}
+        for host, err in self.failures.items():
+            reason = getattr(err, "reason", None) if isinstance(err, HostError) else None
+            key = reason if reason is not None else str(err)
+            grouped.setdefault((key, reason is not None), []).append(host)
+        for (text, has_host), hosts in grouped.items():
+            lines.append(f"  [{', '.join(str(h) for h in hosts)}] {text}" if has_host else f"  {text}")
         super().__init__("\n".join(lines))
 
 

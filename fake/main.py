@@ -209,17 +209,20 @@ def _sigterm(signum, frame):
 
 
 def _summary(run, error):
-    if run is None or not isinstance(error, StepFailed) or len(run.hosts) < 2:
+    if run is None or not (isinstance(error, StepFailed) or run.notes) or (len(run.hosts) < 2 and not run.notes):
         return ""
     lines = ["", "hosts:"]
     for host in run.hosts:
         outcome = run.outcome.get(host)
         if outcome is None:
-            text = "not run"
+            text = "not reached"
         elif outcome == "ok":
             text = "ok"
         else:
             text = f"FAILED: {getattr(outcome, 'reason', outcome)}"
+        notes = run.notes.get(host)
+        if notes:
+            text += "; " + "; ".join(notes)
         lines.append(f"  {host}: {text}")
     return "\n".join(lines)
 

@@ -240,6 +240,7 @@ def open_target(host, config, user=None, port=None, key_filename=None,
         )
     except (ValueError, paramiko.SSHException) as e:
         raise ConnectError(host, f"bad host {host!r}: {e}") from e
+    check_host_keys(conn)
     try:
         conn.open()
     except Exception as e:  # every failure here is a ConnectError to the user
@@ -253,6 +254,40 @@ def open_target(host, config, user=None, port=None, key_filename=None,
     return conn
 
 
+class _AcceptNew(paramiko.MissingHostKeyPolicy):
+    """Unknown host: accept for this run (not written anywhere); changed keys never get here."""
+
+    def missing_host_key(self, client, hostname, key):
+        client.get_host_keys().add(hostname, key.get_name(), key)
+
+
+def check_host_keys(conn):
+    """Check host keys the way OpenSSH does, not Fabric's accept-everything.
+
+    Known keys come from ``UserKnownHostsFile`` (default ~/.ssh/known_hosts)
+    and the system file; a key that differs from a known one is refused.
+    An unknown key follows ``StrictHostKeyChecking``: ``yes`` refuses it,
+    anything else accepts it for this run only.
+    """
+    cfg = conn.ssh_config
+    files = cfg.get("userknownhostsfile") or ["~/.ssh/known_hosts"]
+    if isinstance(files, str):
+        files = files.split()
+    files = [os.path.expanduser(f) for f in files] + [
+        os.path.expanduser(f) for f in (cfg.get("globalknownhostsfile") or "/etc/ssh/ssh_known_hosts").split()
+    ]
+    for path in files:
+        if path != "/dev/null" and os.path.isfile(path):
+            try:
+                conn.client.get_host_keys().load(path)
+            except (OSError, paramiko.SSHException):
+                pass
+    strict = str(cfg.get("stricthostkeychecking", "")).lower()
+    conn.client.set_missing_host_key_policy(
+        paramiko.RejectPolicy() if strict == "yes" else _AcceptNew()
+    )
+
+
 def describe_connect_error(conn, error, timeout=None):
     where = f"{conn.host}:{conn.port}"
     if isinstance(error, socket.gaierror):
@@ -264,7 +299,10 @@ def describe_connect_error(conn, error, timeout=None):
         secs = timeout or conn.connect_timeout
         return f"connecting to {where} timed out" + (f" after {secs}s" if secs else "")
     if isinstance(error, paramiko.BadHostKeyException):
-        return f"host key for {where} changed: got {error.key.get_fingerprint().hex()}, refusing to connect"
+        return (f"host key for {where} does not match known_hosts "
+                f"(got {error.key.get_name()} {error.key.fingerprint}): refusing to connect")
+    if isinstance(error, paramiko.SSHException) and "not found in known_hosts" in str(error):
+        return f"host key for {where} is unknown and StrictHostKeyChecking is yes: refusing to connect"
     if isinstance(error, paramiko.AuthenticationException):
         return f"authentication failed for user {conn.user!r} at {where}: {error}"
     if isinstance(error, paramiko.SSHException):

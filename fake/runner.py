@@ -57,6 +57,7 @@ class Run:
         self.scopes = {}
         self.connections = {}
         self.outcome = {}  # host -> "ok" or the error that stopped it
+        self.notes = {}  # host -> [text] for the summary
         self.once_done = set()
         self.shared = {}
         self.interrupted = None
@@ -90,6 +91,11 @@ class Run:
     def collect(self, key):
         with self._lock:
             return dict(self.shared.get(key, {}))
+
+    def note(self, host, text):
+        """Something the summary should say about a host (e.g. 'reverted to X')."""
+        with self._lock:
+            self.notes.setdefault(host, []).append(text)
 
     def once(self, key, compute):
         """A value computed once per invocation and shared by all hosts."""
@@ -267,6 +273,7 @@ class Run:
         saved, self.shared = self.shared, {}  # once()/record() values are per flow
         try:
             for stage, group in fcall.body:
+                self.shared["stage"] = stage
                 started = time.monotonic()
                 self.run_calls(group, hosts)
                 if hosts:
@@ -342,7 +349,9 @@ class Run:
                 signame = getattr(e, "signame", "SIGINT")
                 if not interruptible or self.interrupted:
                     self.interrupted = self.interrupted or signame
-                    self.say("aborting now: hosts may be left locked or half-changed", err=True)
+                    reached = ", ".join(self.connections) or "none"
+                    self.say(f"aborting now: these hosts may be left locked or half-changed "
+                             f"(check them, then unlock): {reached}", err=True)
                     raise Interrupted(self.interrupted) from None
                 self.interrupted = signame
                 self.say(f"interrupted ({signame}): letting running commands finish; "

@@ -58,6 +58,7 @@ env.setdefaults(
 RELEASE_NAME = re.compile(r"^\d{14}$")
 STAMP = "%Y%m%d%H%M%S"
 LOCK_FILE = "deploy.lock"
+BAD_MARKER = ".fake-bad"  # in a release that failed its health check; never a rollback target
 
 
 # -- paths ------------------------------------------------------------------
@@ -151,8 +152,11 @@ def releases_to_remove(names, keep, live):
     return [n for n in doomed if n != live]
 
 
-def rollback_target(names, live, requested=None):
-    """The release to roll back to, or ValueError saying why there is none."""
+def rollback_target(names, live, requested=None, bad=()):
+    """The release to roll back to, or ValueError saying why there is none.
+
+    Releases marked bad (failed their health check) are never chosen.
+    """
     ordered = sorted(n for n in names if RELEASE_NAME.match(n))
     if live is None:
         raise ValueError("no live release: current is missing")
@@ -161,8 +165,10 @@ def rollback_target(names, live, requested=None):
             raise ValueError(f"release {requested} not found; releases: {', '.join(ordered) or 'none'}")
         if requested == live:
             raise ValueError(f"release {requested} is already live")
+        if requested in bad:
+            raise ValueError(f"release {requested} is marked bad (it failed its health check)")
         return requested
-    earlier = [n for n in ordered if n < live]
+    earlier = [n for n in ordered if n < live and n not in bad]
     if not earlier:
         raise ValueError("no earlier release to roll back to")
     return earlier[-1]
@@ -186,6 +192,7 @@ class HostState:
         self.now = None
         self.current = None
         self.releases = {}
+        self.bad = set()
         self.lock = None
         self.locked_by_us = False
         self.mirror = False
@@ -209,8 +216,10 @@ class HostState:
             elif kind == "current":
                 st.current = rest
             elif kind == "release":
-                name, _, rev = rest.partition(" ")
-                st.releases[name] = rev.strip() or None
+                name, rev, *flags = rest.split(" ")
+                st.releases[name] = None if rev in ("", "-") else rev
+                if "bad" in flags:
+                    st.bad.add(name)
             elif kind == "lock":
                 st.lock = rest
             elif kind == "locked":
@@ -238,7 +247,8 @@ def probe_script(lock_info=None, scm=None):
         f"for r in {d}/releases/*; do",
         '  [ -d "$r" ] || continue',
         '  rev=$(cat "$r/REVISION" 2>/dev/null || true)',
-        '  echo "release ${r##*/} $rev"',
+        f'  if [ -e "$r/{BAD_MARKER}" ]; then bad=bad; else bad=; fi',
+        '  echo "release ${r##*/} ${rev:--} $bad"',
         "done",
         f"if [ -f {d}/{LOCK_FILE} ]; then echo \"lock $(head -c 2000 {d}/{LOCK_FILE} | tr '\\n' ' ')\"; problems=1; fi",
         f"if [ -d {d}/repo ]; then echo mirror; fi",
@@ -436,7 +446,9 @@ def _finish():
     name, sha, ref = env.release_name, env.fake_revision, env.fake_ref or ""
     branch = cenv.get("branch") or ref.replace("refs/heads/", "").replace("refs/tags/", "")
     line = f"Branch {branch} (at {sha}) deployed as release {name} by {_user()}"
-    doomed = releases_to_remove(set(state.releases) | {name}, cenv.get("keep_releases"), name)
+    lives = {st.live for st in _run().collect("fake_state").values()} | {name}
+    doomed = [n for n in releases_to_remove(set(state.releases) | {name}, cenv.get("keep_releases"), name)
+              if n not in lives]
     script = Script()
     script.add("log revision", f"printf '%s\\n' {quote(line)} >> {quote(posixpath.join(deploy_path(), 'revisions.log'))}")
     if doomed:
@@ -445,13 +457,41 @@ def _finish():
     env.removed_releases = doomed
 
 
+def rollback_plan(states, requested=None):
+    """Per host: its target release or the reason it has none; plus disagreements.
+
+    A fleet rolls back only when every host has the same live release and
+    the same target; anything else is listed so a person can decide.
+    """
+    targets, problems = {}, []
+    for host, st in states.items():
+        try:
+            targets[host] = rollback_target(st.releases, st.live, requested, st.bad)
+        except ValueError as e:
+            targets[host] = e
+    lives = {host: st.live for host, st in states.items()}
+    if len(set(lives.values())) > 1:
+        problems.append("hosts have different live releases: "
+                        + ", ".join(f"{h} {v or 'none'}" for h, v in lives.items()))
+    picked = {h: t for h, t in targets.items() if isinstance(t, str)}
+    if len(set(picked.values())) > 1 or (picked and len(picked) < len(targets)):
+        problems.append("hosts would roll back to different releases: "
+                        + ", ".join(f"{h} {t}" for h, t in targets.items()))
+    return targets, problems
+
+
 @_task("deploy:revert", "Choose the release to roll back to: the one before the live one, or --release.")
 def _revert():
     state = _facts()
-    try:
-        target = rollback_target(state.releases, state.live, env.get("rollback_to"))
-    except ValueError as e:
-        raise HostError(env.host_string, f"cannot roll back: {e}") from None
+    run = _run()
+    targets, problems = run.once("rollback_plan", lambda: rollback_plan(
+        run.collect("fake_state"), env.get("rollback_to")))
+    target = targets.get(env.host_string)
+    if problems and not env.get("rollback_force"):
+        raise HostError(env.host_string, "refusing to roll back: " + "; ".join(problems)
+                        + "; make them agree, or pass --force to roll back each host on its own")
+    if isinstance(target, Exception) or target is None:
+        raise HostError(env.host_string, f"cannot roll back: {target}")
     env.update(release_name=target, release_path=release_path(target), rolled_back_from=state.live)
 
 
@@ -469,15 +509,56 @@ def _archive_rolled_back():
     _remote(script.render(), "finishing rollback")
 
 
-@_task("deploy:failed", "After a failure: remove this run's unpublished release.")
+@_task("deploy:failed", "After a failure: remove an unpublished release, or switch a published one back.")
 def _failed():
     name = env.get("fake_release_created")
-    if not name or env.get("fake_published"):
+    if not name:
         return
-    rel = quote(posixpath.join("releases", name))
-    script = (f"cur=$(readlink {quote(current_path())} 2>/dev/null || true)\n"
-              f"if [ \"$cur\" != {rel} ]; then rm -rf -- {quote(release_path(name))}; fi\n")
-    _remote(script, f"remove unpublished release {name}")
+    if not env.get("fake_published"):
+        rel = quote(posixpath.join("releases", name))
+        script = (f"cur=$(readlink {quote(current_path())} 2>/dev/null || true)\n"
+                  f"if [ \"$cur\" != {rel} ]; then rm -rf -- {quote(release_path(name))}; fi\n")
+        _remote(script, f"remove unpublished release {name}")
+        return
+    if _run().shared.get("stage") in ("publishing", "published"):
+        _switch_back(name, env.get("previous_release"))
+
+
+def _switch_back(name, previous):
+    """Put current back where it was, mark the release bad, and log it."""
+    d = deploy_path()
+    script = Script()
+    if previous:
+        tmp = posixpath.join(d, f".current.{previous}.tmp")
+        script.argv("remove stale temp link", "rm", "-f", tmp)
+        script.argv("ln -s", "ln", "-s", posixpath.join("releases", previous), tmp)
+        script.argv("mv -T", "mv", "-T", tmp, current_path())
+    else:
+        script.argv("remove current", "rm", "-f", current_path())
+    script.argv("mark release bad", "touch", posixpath.join(release_path(name), BAD_MARKER))
+    line = f"Release {name} was switched back to {previous or 'nothing'} after a failed deploy by {_user()}"
+    script.add("log revert", f"printf '%s\\n' {quote(line)} >> {quote(posixpath.join(d, 'revisions.log'))}")
+    _remote(script.render(), "switch back")
+    env.fake_published = False
+    _run().note(env.host_string, f"switched back to {previous or 'no release'} ({name} marked bad)")
+
+
+@_task("deploy:healthcheck", "Run env.healthcheck on each host after publishing; failure switches all back.")
+def _healthcheck():
+    check = env.get("healthcheck")
+    if not check or env.get("fake_action") != "deploy":
+        return
+    if isinstance(check, str):
+        conn, host = _here()
+        result = run_command(conn, f"cd {quote(current_path())} && {check}", host=host, hide=True, warn=True,
+                             timeout=cenv.get("healthcheck_timeout") or cenv.get("command_timeout"))
+        if result.exited != 0:
+            out = (result.stdout + result.stderr).strip().splitlines()[-3:]
+            raise HostError(host, f"health check {check!r} failed (exit {result.exited}): {' | '.join(out)}")
+        return
+    outcome = check()
+    if outcome is False:
+        raise HostError(env.host_string, f"health check {getattr(check, '__name__', check)!r} returned False")
 
 
 @_task("deploy:unlock_own", "Release the deploy lock this run took (and only that one).")
@@ -496,6 +577,7 @@ after("publishing", "deploy:symlink")
 after("finishing", "deploy:finish")
 after("reverting", "deploy:revert")
 after("finishing_rollback", "deploy:archive_rolled_back")
+after("published", "deploy:healthcheck")
 after("failed", "deploy:failed")
 after("ended", "deploy:unlock_own")
 

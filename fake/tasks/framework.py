@@ -54,7 +54,8 @@ def deploy():
 
 
 @registry.flow(*ROLLBACK, on_failure="failed", final="ended")
-def rollback(release=None):
-    """Roll back to the previous release, or to --release NAME."""
+def rollback(release=None, force=False):
+    """Roll back to the previous release, or to --release NAME (--force: hosts that disagree too)."""
     env.fake_action = "rollback"
     env.rollback_to = release
+    env.rollback_force = force
