@@ -20,7 +20,7 @@ from invoke import Argument, Collection, Exit, Task as InvokeTask
 
 from . import __version__, state
 from . import roles as rolelib
-from .exceptions import ConfigError, FakeError, StepFailed
+from .exceptions import ConfigError, FakeError, Interrupted, StepFailed
 from .registry import Call, Task
 from .runner import Run
 
@@ -170,8 +170,10 @@ class Fab(fabric.main.Fab):
         executor = Executor(self.collection, self.config, self.core)
         try:
             executor.execute(*self.tasks)
-        except (Exit, KeyboardInterrupt):
+        except Exit:
             raise
+        except KeyboardInterrupt as e:
+            self._bail(Interrupted(getattr(e, "signame", "SIGINT")), run=executor.fake_run)
         except FakeError as e:
             self._bail(e, run=executor.fake_run)
         except Exception as e:
@@ -209,7 +211,9 @@ def _sigterm(signum, frame):
 
 
 def _summary(run, error):
-    if run is None or not (isinstance(error, StepFailed) or run.notes) or (len(run.hosts) < 2 and not run.notes):
+    if run is None or not (isinstance(error, (StepFailed, Interrupted)) or run.notes):
+        return ""
+    if len(run.hosts) < 2 and not run.notes:
         return ""
     lines = ["", "hosts:"]
     for host in run.hosts:

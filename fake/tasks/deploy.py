@@ -426,16 +426,23 @@ def _update():
     _remote(script.render(), "deploy:update")
 
 
-@_task("deploy:symlink", "Switch current to the release: a new symlink renamed over the old one.")
-def _symlink():
-    name = env.release_name
-    d = deploy_path()
-    tmp = posixpath.join(d, f".current.{name}.tmp")
-    script = Script()
-    script.argv("release exists", "test", "-d", release_path(name))
+def _switch_steps(script, name):
+    """current -> releases/<name> atomically: a new link renamed over the old one.
+
+    ``ln -sfn`` would unlink then create, leaving a moment with no current.
+    """
+    tmp = posixpath.join(deploy_path(), f".current.{name}.tmp")
     script.argv("remove stale temp link", "rm", "-f", tmp)
     script.argv("ln -s", "ln", "-s", posixpath.join("releases", name), tmp)
     script.argv("mv -T", "mv", "-T", tmp, current_path())
+
+
+@_task("deploy:symlink", "Switch current to the release: a new symlink renamed over the old one.")
+def _symlink():
+    name = env.release_name
+    script = Script()
+    script.argv("release exists", "test", "-d", release_path(name))
+    _switch_steps(script, name)
     _remote(script.render(), "switch current")
     env.fake_published = True
 
@@ -529,10 +536,7 @@ def _switch_back(name, previous):
     d = deploy_path()
     script = Script()
     if previous:
-        tmp = posixpath.join(d, f".current.{previous}.tmp")
-        script.argv("remove stale temp link", "rm", "-f", tmp)
-        script.argv("ln -s", "ln", "-s", posixpath.join("releases", previous), tmp)
-        script.argv("mv -T", "mv", "-T", tmp, current_path())
+        _switch_steps(script, previous)
     else:
         script.argv("remove current", "rm", "-f", current_path())
     script.argv("mark release bad", "touch", posixpath.join(release_path(name), BAD_MARKER))
