@@ -375,3 +375,67 @@ def test_fake_script_is_the_same_program(project):
     write(project, SEED)
     proc = run_fab(["first"], project, program=fake_bin)
     assert proc.returncode == 0 and proc.stdout.split() == ["first", "second"], explain(proc)
+
+
+def test_put_get_test_and_cd_on_hosts(fab, project, fleet3):
+    (project / "payload.txt").write_text("payload\n")
+    write(project, f'''
+        from fake.api import env, task, put, get, test, run, cd
+
+        @task
+        def transfer():
+            put({str(project / "payload.txt")!r}, "/srv/up.txt")
+            assert test("test -f /srv/up.txt")
+            assert not test("test -f /srv/nope")
+            run("mkdir -p '/srv/a dir/b'")
+            with cd("/srv/a dir"):
+                with cd("b"):
+                    run("pwd")
+            get("/srv/up.txt", {str(project)!r} + "/back-" + env.host_string + ".txt")
+    ''')
+    proc = fab(["-H", "web1,db1", "transfer"], fleet=fleet3)
+    assert proc.returncode == 0, explain(proc)
+    assert "[web1] /srv/a dir/b" in proc.stdout, explain(proc)
+    for host in ("web1", "db1"):
+        assert (project / f"back-{host}.txt").read_text() == "payload\n"
+        assert fleet3[host].sh("cat /srv/up.txt") == "payload\n"
+    assert fleet3["web2"].sh("test -e /srv/up.txt && echo yes || echo no").strip() == "no"
+
+
+def _interrupt_when(proc, ready, timeout=20):
+    import signal
+
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert proc.poll() is None, "fab ended before it could be interrupted"
+        assert time.monotonic() < deadline, "never got ready to interrupt"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    return proc.communicate(timeout=30)
+
+
+def test_ctrl_c_lets_running_commands_finish_and_starts_nothing_new(project, fleet3):
+    import subprocess
+
+    from tests.e2e.conftest import fab_bin
+
+    write(project, '''
+        from fake.api import task, run
+
+        @task
+        def slow():
+            run("touch /srv/started; sleep 1; echo slept")
+
+        @task
+        def next_one():
+            print("NEXT RAN")
+    ''')
+    proc = subprocess.Popen([str(fab_bin), "-S", str(fleet3.ssh_config_path), "-H", "web1,web2", "slow", "next_one"],
+                            cwd=project, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    out, err = _interrupt_when(proc, lambda: all(
+        fleet3[h].sh("test -e /srv/started && echo y || echo n").strip() == "y" for h in ("web1", "web2")))
+    assert proc.returncode == 130, f"{proc.returncode}\n{out}\n{err}"
+    assert "interrupted" in err and "Traceback" not in err, err
+    assert "NEXT RAN" not in out
+    assert "[web1] slept" in out and "[web2] slept" in out, out

@@ -346,3 +346,32 @@ def test_readme_demo_runs_on_the_local_target(tmp_path):
     assert len(rels) == 1 and (target / "current").resolve().name == rels[0], rels
     assert len(list(target.glob("rolled-back-release-*.tar.gz"))) == 1
     assert "restarting the app" in proc.stdout and "rolled back to release" in proc.stdout, explain(proc)
+
+
+def test_ctrl_c_during_updating_leaves_every_host_as_it_was(project, app, repo):
+    from tests.e2e.test_cli import _interrupt_when
+
+    fleet = app(extra='''
+        import os
+
+        @task
+        def slow_build():
+            if os.environ.get("SLOW"):
+                run("touch /srv/building; sleep 1")
+
+        after(updating, slow_build)
+    ''')
+    first = subprocess.run([str(fab_bin), "-S", str(fleet.ssh_config_path), "-R", "production", "deploy"],
+                           cwd=project, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    assert first.returncode == 0, explain(first)
+    before = {h.name: snapshot(h) for h in fleet.hosts}
+    commit(repo, {"app.py": "print('v2')\n"}, "v2")
+    proc = subprocess.Popen([str(fab_bin), "-S", str(fleet.ssh_config_path), "-R", "production", "deploy"],
+                            cwd=project, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**__import__("os").environ, "SLOW": "1"})
+    out, err = _interrupt_when(proc, lambda: all(
+        h.sh("test -e /srv/building && echo y || echo n").strip() == "y" for h in fleet.hosts))
+    assert proc.returncode == 130, f"{out}\n{err}"
+    for host in fleet.hosts:
+        host.sh("rm -f /srv/building")
+        assert snapshot(host) == before[host.name], host.name
