@@ -133,11 +133,16 @@ class StepFailed(FakeError):
         # The same reason on many hosts is one line naming them all.
         grouped = {}
         for host, err in self.failures.items():
-            reason = getattr(err, "reason", None) if isinstance(err, HostError) else None
-            key = reason if reason is not None else str(err)
-            grouped.setdefault((key, reason is not None), []).append(host)
-        for (text, has_host), hosts in grouped.items():
-            lines.append(f"  [{', '.join(str(h) for h in hosts)}] {text}" if has_host else f"  {text}")
+            if isinstance(err, HostError):
+                text = err.reason
+            else:
+                text = str(err) or type(err).__name__
+                if host is not None and text.startswith(f"[{host}] "):
+                    text = text[len(host) + 3:]
+            grouped.setdefault(text, []).append(host)
+        for text, hosts in grouped.items():
+            named = [str(h) for h in hosts if h is not None]
+            lines.append(f"  [{', '.join(named)}] {text}" if named else f"  {text}")
         super().__init__("\n".join(lines))
 
 

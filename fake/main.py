@@ -7,8 +7,11 @@ Invoke's ``--dry`` loses its ``-R`` short flag to ``--roles`` (Fabric 1's
 meaning of ``-R``).
 """
 
+import json
 import logging
+import os
 import signal
+import time
 import sys
 import traceback
 
@@ -21,7 +24,8 @@ from invoke import Argument, Collection, Exit, Task as InvokeTask
 from . import __version__, state
 from . import roles as rolelib
 from .exceptions import ConfigError, FakeError, Interrupted, StepFailed
-from .registry import Call, Task
+from .output import NORMAL, QUIET, VERBOSE, Console, Transcript, console, use_console
+from .registry import Call, Task, render_tree
 from .runner import Run
 
 __all__ = ["Fab", "Executor", "make_program", "program", "parse_set"]
@@ -87,8 +91,9 @@ class Executor(fabric.Executor):
 
             calls.append(Call(Task(remainder, name="remainder")))
         run = Run(env, state.registry, self.config, hosts=hosts, roles=selected_roles,
-                  parallel=parallel, debug=bool(args.debug.value))
+                  parallel=parallel, debug=bool(args.debug.value), dry_run=bool(args["dry-run"].value))
         self.fake_run = run
+        setup_console(args, env, self.config, run, self.collection.loaded_from)
         with run:
             run.preflight(calls, hosts)
             run.connect_all(hosts)
@@ -109,6 +114,13 @@ class Fab(fabric.main.Fab):
                      help=f"Run on at most this many hosts at once (default: all, up to 64)."),
             Argument(names=("set",),
                      help="Set env values, KEY=VALUE[,KEY=VALUE...]; wins over the fabfile."),
+            Argument(names=("v", "verbose"), kind=bool,
+                     help="Show every command and its output, prefixed [host]."),
+            Argument(names=("q", "quiet"), kind=bool, help="Show only failures and the summary."),
+            Argument(names=("dry-run",), kind=bool,
+                     help="Change nothing: read each host's state and print what would happen."),
+            Argument(names=("tree",), help="Print a task or flow with its hooks, and exit."),
+            Argument(names=("report",), help="Write a JSON report of the run to this file."),
         ]
 
     def print_version(self):
@@ -165,19 +177,50 @@ class Fab(fabric.main.Fab):
         ]
         super().parse_tasks()
 
+    def no_tasks_given(self):
+        if not self.args.tree.value:
+            super().no_tasks_given()
+
     def execute(self):
+        if self.args.tree.value:
+            try:
+                print(render_tree(state.registry, self.args.tree.value))
+            except FakeError as e:
+                self._bail(e)
+            return
         # Our Executor always: it is what understands roles and flows.
         executor = Executor(self.collection, self.config, self.core)
+        error = None
         try:
             executor.execute(*self.tasks)
         except Exit:
             raise
         except KeyboardInterrupt as e:
-            self._bail(Interrupted(getattr(e, "signame", "SIGINT")), run=executor.fake_run)
+            error = Interrupted(getattr(e, "signame", "SIGINT"))
+            self._bail(error, run=executor.fake_run)
         except FakeError as e:
+            error = e
             self._bail(e, run=executor.fake_run)
         except Exception as e:
+            error = e
             self._bail(e, "unexpected error", run=executor.fake_run)
+        finally:
+            self._finish(executor.fake_run, error)
+
+    def _finish(self, run, error):
+        """The success summary, the JSON report and the log's last line, whatever happened."""
+        out = console()
+        if run is not None and error is None and run.had_flow and run.hosts:
+            out.write(summary_table(run), level=QUIET)
+        path = self.args.report.value
+        if path and run is not None:
+            try:
+                write_report(path, run, error, self.argv)
+            except OSError as e:
+                out.write(f"could not write the report {path}: {e}", err=True, level=QUIET)
+        out.write(f"fab finished: {'ok' if error is None else 'failed: ' + str(error).splitlines()[0]}",
+                  level=VERBOSE + 1)
+        out.close()
 
     def _bail(self, error, context=None, run=None):
         """Turn an error into one message and an exit status; traceback only with --debug."""
@@ -188,10 +231,11 @@ class Fab(fabric.main.Fab):
         message = str(error) if fake else f"{type(error).__name__}: {error}"
         if context:
             message = f"{context}: {message}"
-        message += _summary(run, error)
+        if run is not None and run.hosts and (len(run.hosts) > 1 or run.notes or run.had_flow):
+            message += "\n" + summary_table(run) + next_step(run, error)
         if not fake and not debug:
             message += "\n(run with --debug for a traceback)"
-        raise Exit(message, getattr(error, "exit_code", 1))
+        raise Exit(console().mask(message), getattr(error, "exit_code", 1))
 
     def run(self, argv=None, exit=True):
         previous = signal.getsignal(signal.SIGTERM)
@@ -210,25 +254,94 @@ def _sigterm(signum, frame):
     raise _Terminated()
 
 
-def _summary(run, error):
-    if run is None or not (isinstance(error, (StepFailed, Interrupted)) or run.notes):
-        return ""
-    if len(run.hosts) < 2 and not run.notes:
-        return ""
-    lines = ["", "hosts:"]
+def summary_table(run):
+    """host, outcome, release, commit, time: one row per host."""
+    rows = [("host", "outcome", "release", "commit", "time")]
     for host in run.hosts:
         outcome = run.outcome.get(host)
-        if outcome is None:
-            text = "not reached"
-        elif outcome == "ok":
-            text = "ok"
-        else:
-            text = f"FAILED: {getattr(outcome, 'reason', outcome)}"
-        notes = run.notes.get(host)
-        if notes:
-            text += "; " + "; ".join(notes)
-        lines.append(f"  {host}: {text}")
+        text = "not reached" if outcome is None else "ok" if outcome == "ok" else "FAILED"
+        info = run.info.get(host, {})
+        seconds = sum(run.timings.get(host, {}).values())
+        rows.append((host, text, info.get("release") or "-", (info.get("commit") or "-")[:12], f"{seconds:.2f}s"))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    for host in run.hosts:
+        for note in run.notes.get(host, []):
+            lines.append(f"{host}: {note}")
     return "\n".join(lines)
+
+
+def next_step(run, error):
+    """The command worth running next, when there is an obvious one."""
+    roles = run.selected_roles
+    where = f"-R {','.join(roles)}" if roles else f"-H {','.join(run.hosts)}"
+    text = str(error)
+    if "is locked by" in text:
+        return f"\nnext: if no deploy is running, fab {where} unlock"
+    if isinstance(error, Interrupted) and not run.notes:
+        return f"\nnext: fab {where} releases  (check what each host has live)"
+    if any("switched back" in n for notes in run.notes.values() for n in notes):
+        return f"\nnext: fix the cause, then fab {where} deploy again; fab {where} releases shows each host"
+    return ""
+
+
+def write_report(path, run, error, argv):
+    hosts = {}
+    for host in run.hosts:
+        outcome = run.outcome.get(host)
+        hosts[host] = {
+            "outcome": "not reached" if outcome is None else "ok" if outcome == "ok" else "failed",
+            "error": None if outcome in (None, "ok") else console().mask(getattr(outcome, "reason", str(outcome))),
+            "release": run.info.get(host, {}).get("release"),
+            "commit": run.info.get(host, {}).get("commit"),
+            "notes": run.notes.get(host, []),
+            "stages": {k: round(v, 3) for k, v in run.timings.get(host, {}).items()},
+        }
+    report = {
+        "command": [console().mask(a) for a in argv],
+        "ok": error is None,
+        "error": None if error is None else console().mask(str(error)),
+        "dry_run": run.dry_run,
+        "duration": round(time.monotonic() - run.started, 3),
+        "hosts": hosts,
+    }
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=2)
+        f.write("\n")
+
+
+def setup_console(args, env, config, run, fabfile_dir):
+    """The console for this run: level, log file, secrets to mask."""
+    level = QUIET if args.quiet.value else VERBOSE if args.verbose.value else NORMAL
+    transcript = None
+    log_file = env.get("log_file", os.path.join(fabfile_dir or ".", "log", "fake.log"))
+    out = use_console(Console(level=level))
+    for value in _secrets(env, config, run):
+        out.add_secret(value)
+    if log_file:
+        try:
+            transcript = Transcript(log_file, out.mask)
+        except OSError as e:
+            out.write(f"warning: cannot write the log file {log_file}: {e}", err=True)
+    out.transcript = transcript
+    if transcript is not None:
+        transcript.write("fab " + " ".join(sys.argv[1:]))
+    return out
+
+
+def _secrets(env, config, run):
+    """Values never to show: env.secret_keys (per host too) and passwords Fabric holds."""
+    keys = env.get("secret_keys") or []
+    if isinstance(keys, str):
+        keys = [keys]
+    values = [env.get(k) for k in keys]
+    for host in run.hosts:
+        scope = run.scope(host)
+        values += [scope.role_values.get(k) for k in keys]
+    values.append(config.get("sudo", {}).get("password"))
+    connect = config.get("connect_kwargs", {})
+    values += [connect.get("password"), connect.get("passphrase")]
+    return [v() if callable(v) else v for v in values if v]
 
 
 def make_program():

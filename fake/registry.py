@@ -17,7 +17,7 @@ import invoke
 from .env import current_scope
 from .exceptions import HookCycle, UnknownTask
 
-__all__ = ["Task", "Flow", "Registry", "Call", "FlowCall", "roles", "runs_once"]
+__all__ = ["Task", "Flow", "Registry", "Call", "FlowCall", "roles", "runs_once", "render_tree"]
 
 CONTEXT_NAMES = frozenset(["c", "ctx", "context", "conn", "connection", "cxn"])
 
@@ -119,6 +119,11 @@ def runs_once(target):
     return _mark("_fake_runs_once", True)(target)
 
 
+def _key(name):
+    """One spelling per task name: Invoke shows dashes, Python names use underscores."""
+    return str(name).replace("-", "_")
+
+
 def _name_of(ref):
     return ref if isinstance(ref, str) else getattr(ref, "name", repr(ref))
 
@@ -129,12 +134,22 @@ class Registry:
         self._before = {}
         self._after = {}
         self._preflight = {}
+        self._planners = {}
+
+    def planner(self, flow, probe, plan):
+        """How ``--dry-run`` previews a flow: ``probe()`` per host, read-only;
+        then ``plan({host: state})`` returns ``{host: [lines]}``."""
+        self._planners[_key(_name_of(flow))] = (probe, plan)
+
+    def planner_for(self, flow):
+        return self._planners.get(_key(_name_of(flow)))
 
     def reset(self):
         self.tasks.clear()
         self._before.clear()
         self._after.clear()
         self._preflight.clear()
+        self._planners.clear()
 
     def preflight(self, flow, check):
         """Run ``check()`` per host, in its env, before any connection is made.
@@ -149,7 +164,7 @@ class Registry:
 
     # -- registration ------------------------------------------------
     def add(self, task, name=None):
-        self.tasks[name or task.name] = task
+        self.tasks[_key(name or task.name)] = task
         return task
 
     def task(self, *args, **kwargs):
@@ -182,7 +197,7 @@ class Registry:
         self._hook(self._after, target, postreq, "after")
 
     def _hook(self, table, target, hook, kind):
-        if isinstance(hook, str) or (isinstance(hook, Task) and self.tasks.get(hook.name) is hook):
+        if isinstance(hook, str) or (isinstance(hook, Task) and self.tasks.get(_key(hook.name)) is hook):
             ref = hook if isinstance(hook, str) else hook.name
         elif isinstance(hook, Task):
             ref = hook
@@ -194,16 +209,13 @@ class Registry:
 
     # -- lookup ------------------------------------------------------
     def _canonical(self, name):
-        if name in self.tasks:
-            return name
-        alt = name.replace("-", "_")
-        return alt if alt in self.tasks else name
+        return _key(name)
 
     def get(self, ref, context=None):
         if isinstance(ref, Task) and not isinstance(ref, str):
             # Look a registered task up again by name: a later definition
             # with the same name replaces it.
-            found = self.tasks.get(ref.name)
+            found = self.tasks.get(_key(ref.name))
             return found if found is not None else ref
         if isinstance(ref, invoke.Task):
             return ref
@@ -248,3 +260,41 @@ class Registry:
         for hook in after:
             calls.extend(self.expand(hook, _stack=stack, _via=f"after({name!r}, {_name_of(hook)!r})"))
         return calls
+
+
+def _origin(task):
+    module = getattr(task.body, "__module__", "") or ""
+    return "" if module.startswith("fake.") or module == "fake" else f"  ({module or 'fabfile'})"
+
+
+def render_tree(registry, name, indent=""):
+    """A task, its hooks and a flow's stages as an indented tree.
+
+    Hooks from outside Fake (the fabfile, a library) are marked with the
+    module they come from, like Deployer's ``dep tree``.
+    """
+    lines = []
+
+    def walk(ref, depth, how, seen):
+        task = registry.get(ref)
+        label = f"{how}{task.name}{_origin(task)}"
+        if task.name in seen:
+            lines.append(f"{indent}{'  ' * depth}{label}  (cycle)")
+            return
+        lines.append(f"{indent}{'  ' * depth}{label}")
+        seen = seen | {task.name}
+        before, after = registry.hooks(task.name)
+        for hook in before:
+            walk(hook, depth + 1, "before: ", seen)
+        if isinstance(task, Flow):
+            for step in task.steps:
+                walk(step, depth + 1, "", seen)
+            if task.on_failure:
+                walk(task.on_failure, depth + 1, "on failure: ", seen)
+            if task.final:
+                walk(task.final, depth + 1, "finally: ", seen)
+        for hook in after:
+            walk(hook, depth + 1, "after: ", seen)
+
+    walk(name, 0, "", frozenset())
+    return "\n".join(lines)

@@ -9,8 +9,8 @@ import os
 import shlex
 import shutil
 import socket
-import sys
 import threading
+import time
 from contextlib import contextmanager
 from contextvars import ContextVar
 
@@ -19,6 +19,7 @@ import paramiko
 from fabric import Connection
 
 from .exceptions import ConnectError, FakeError, HostCommandError
+from .output import VERBOSE, console
 
 __all__ = [
     "quote",
@@ -34,7 +35,6 @@ __all__ = [
 
 LOCAL = "local"
 _cwd = ContextVar("fake_cwd", default=())
-_print_lock = threading.Lock()
 
 
 def quote(value):
@@ -77,7 +77,8 @@ class Script:
 
     Each step is shell text built from quoted pieces. With ``set -e`` the
     first failing step stops the script, and an EXIT trap prints its label
-    on stderr so the error can say which step failed.
+    on stderr so the error can say which step failed. A step is one simple
+    command or pipeline: ``set -e`` ignores failures inside ``a && b``.
     """
 
     MARK = "fake-failed-step: "
@@ -119,33 +120,31 @@ class Script:
 
 
 class PrefixedStream:
-    """A file-like object that writes whole lines as ``[host] line``."""
+    """A file-like object that shows whole lines as ``[host] line``.
 
-    def __init__(self, host, stream):
+    The log file gets the command's full output separately, with its exit
+    code, so these lines go to the screen only.
+    """
+
+    def __init__(self, host, err=False):
         self.host = host
-        self.stream = stream
+        self.err = err
         self.buf = ""
 
     def write(self, data):
         self.buf += data
         *lines, self.buf = self.buf.split("\n")
         if lines:
-            self._emit(lines)
-
-    def _emit(self, lines):
-        text = "".join(f"[{self.host}] {line}\n" for line in lines)
-        with _print_lock:
-            self.stream.write(text)
-            self.stream.flush()
+            console().host_lines(self.host, lines, err=self.err, log=False)
 
     def flush(self):
         if self.buf:
-            self._emit([self.buf])
+            console().host_lines(self.host, [self.buf], err=self.err, log=False)
             self.buf = ""
 
 
-def prefixed(host, stream=None):
-    return PrefixedStream(host, stream or sys.stdout)
+def prefixed(host, err=False):
+    return PrefixedStream(host, err)
 
 
 class HostCommands:
@@ -316,27 +315,36 @@ def run_command(target, command, *, host=None, sudo=False, hide=False, warn=Fals
                 timeout=None, label=None, **kwargs):
     """Run ``command`` on ``target``; raise HostCommandError unless ``warn``.
 
-    Output streams live, each line prefixed with the host, unless ``hide``.
+    Output streams live, each line prefixed with the host, unless ``hide``
+    (then ``-v`` still shows it). Every command goes to the log file.
     """
     host = host or getattr(target, "host", None) or "?"
     full = with_cwd(command)
+    out = console()
     opts = dict(warn=True, hide=True, in_stream=False, **kwargs)
     if timeout:
         opts["timeout"] = timeout
     if not hide:
-        opts["out_stream"] = prefixed(host, sys.stdout)
-        opts["err_stream"] = prefixed(host, sys.stderr)
-        opts["hide"] = False
+        out.host_lines(host, ["$ " + full], level=VERBOSE, log=False)
+        opts.update(out_stream=prefixed(host), err_stream=prefixed(host, err=True), hide=False)
+    started = time.monotonic()
     try:
         result = (target.raw_sudo if sudo else target.raw_run)(full, **opts)
     except invoke.CommandTimedOut as e:
+        _log(host, full, "timeout", started, e.result)
         raise HostCommandError(host, label or command, "-", f"timed out after {e.timeout}s") from e
     except (OSError, EOFError, paramiko.SSHException) as e:
+        _log(host, full, "lost", started, None)
         raise ConnectError(host, f"connection lost while running {label or command!r}: {e}") from e
     finally:
         for stream in (opts.get("out_stream"), opts.get("err_stream")):
             if stream is not None:
                 stream.flush()
+    _log(host, full, result.exited, started, result)
+    if hide:
+        shown = ["$ " + line for line in full.rstrip("\n").split("\n")]
+        shown += (result.stdout + result.stderr).rstrip("\n").split("\n") if (result.stdout + result.stderr).strip() else []
+        out.host_lines(host, shown, level=VERBOSE, log=False)
     if result.exited != 0 and not warn:
         step, stderr = Script.failed_step(result.stderr)
         what = label or command
@@ -344,6 +352,13 @@ def run_command(target, command, *, host=None, sudo=False, hide=False, warn=Fals
             what = f"{label}: {step}" if label else step
         raise HostCommandError(host, what, result.exited, stderr, result.stdout)
     return result
+
+
+def _log(host, command, exited, started, result):
+    transcript = console().transcript
+    if transcript is not None:
+        transcript.command(host, command, exited, time.monotonic() - started,
+                           getattr(result, "stdout", ""), getattr(result, "stderr", ""))
 
 
 def require_target(scope, what):

@@ -8,7 +8,6 @@ others finish it, nothing later starts, and the flow's ``on_failure`` and
 ``final`` calls run on the hosts that were reached.
 """
 
-import sys
 import threading
 import time
 import traceback
@@ -20,6 +19,7 @@ from . import roles as rolelib
 from .env import HostScope, current_scope, host_scope
 from .exceptions import FakeError, HostError, Interrupted, StepFailed, TaskFailed, on_host
 from .registry import FlowCall
+from .output import NORMAL, QUIET, console
 from .remote import LOCAL, open_target
 
 __all__ = ["Run", "execute", "active_run", "MAX_PARALLEL"]
@@ -45,7 +45,7 @@ class Run:
     """One invocation of ``fab``: its hosts, connections and per-host env."""
 
     def __init__(self, env, registry, config=None, hosts=(), roles=(), parallel=None,
-                 debug=False, out=None):
+                 debug=False, dry_run=False):
         self.env = env
         self.registry = registry
         self.config = config if config is not None else invoke.Config()
@@ -53,7 +53,11 @@ class Run:
         self.selected_roles = list(roles)
         self.parallel = parallel
         self.debug = debug
-        self.out = out or sys.stdout
+        self.dry_run = dry_run
+        self.had_flow = False
+        self.started = time.monotonic()
+        self.timings = {}  # host -> {stage or task: seconds}
+        self.info = {}  # host -> {"release": ..., "commit": ...} for the summary and report
         self.scopes = {}
         self.connections = {}
         self.outcome = {}  # host -> "ok" or the error that stopped it
@@ -91,6 +95,11 @@ class Run:
     def collect(self, key):
         with self._lock:
             return dict(self.shared.get(key, {}))
+
+    def annotate(self, host, **facts):
+        """Facts about a host for the summary and the JSON report."""
+        with self._lock:
+            self.info.setdefault(host, {}).update(facts)
 
     def note(self, host, text):
         """Something the summary should say about a host (e.g. 'reverted to X')."""
@@ -224,7 +233,7 @@ class Run:
             return call.task(ctx, **call.kwargs)
         except FakeError:
             raise
-        except Exception as e:
+        except (Exception, SystemExit) as e:
             if self.debug:
                 traceback.print_exc()
             raise TaskFailed(None, call.name, e) from e
@@ -232,15 +241,24 @@ class Run:
     def _call_on(self, call, host):
         conn = self.connect(host)
         scope = self.scope(host)
+        started = time.monotonic()
         with host_scope(scope):
             try:
+                if self.dry_run:
+                    console().host_lines(host, [f"would run {call.name}"])
+                    return None
                 return call.task(conn, **call.kwargs)
             except FakeError as e:
                 raise on_host(host, e) from e
-            except Exception as e:
+            except (Exception, SystemExit) as e:  # sys.exit() in a task fails that host
                 if self.debug:
                     traceback.print_exc()
                 raise TaskFailed(host, call.name, e) from e
+            finally:
+                key = self.shared.get("stage") or call.name
+                with self._lock:
+                    per_host = self.timings.setdefault(host, {})
+                    per_host[key] = per_host.get(key, 0.0) + time.monotonic() - started
 
     def preflight(self, calls, hosts):
         """Flow bodies and checks, per host in its env, before any connection.
@@ -269,15 +287,19 @@ class Run:
     def run_flow(self, fcall, hosts):
         """Run a flow's steps stage by stage; on failure clean up where reached."""
         self.preflight([fcall], hosts)
+        self.had_flow = True
+        if self.dry_run:
+            return self.plan_flow(fcall, hosts)
         failure = None
         saved, self.shared = self.shared, {}  # once()/record() values are per flow
         try:
             for stage, group in fcall.body:
                 self.shared["stage"] = stage
                 started = time.monotonic()
-                self.run_calls(group, hosts)
+                with console().spin(stage):
+                    self.run_calls(group, hosts)
                 if hosts:
-                    self.say(f"* {stage} ({time.monotonic() - started:.2f}s)")
+                    console().stage(stage, time.monotonic() - started)
             return {h: "ok" for h in hosts}
         except BaseException as e:
             failure = e
@@ -288,6 +310,40 @@ class Run:
                 self._cleanup(fcall.on_failure, reached, failure)
             if fcall.final:
                 self._cleanup(fcall.final, reached, failure)
+            self.shared = saved
+
+    def plan_flow(self, fcall, hosts):
+        """--dry-run: read each host's state, then say what the flow would do.
+
+        The flow's planner (registered by the library that fills it) reads
+        with read-only commands and decides locally; nothing is changed.
+        """
+        from .registry import render_tree
+
+        planner = self.registry.planner_for(fcall.task)
+        console().write(f"dry run: {fcall.name} on {len(hosts)} host(s); steps and hooks in order:")
+        console().write(render_tree(self.registry, fcall.task.name, indent="  "))
+        if planner is None or not hosts:
+            return {}
+        saved, self.shared = self.shared, {}
+        try:
+            probe, plan = planner
+
+            def read(host):
+                with host_scope(self.scope(host)):
+                    return probe()
+
+            states, failures, _ = self._parallel(hosts, lambda h: (self.connect(h), read(h))[1])
+            for host, err in failures.items():
+                self.outcome[host] = err
+            if failures:
+                raise StepFailed(f"{fcall.name} (dry run)", failures, done=list(states))
+            lines = plan(states)
+            for host in hosts:
+                console().host_lines(host, lines.get(host, []))
+                self.outcome[host] = "ok"
+            return states
+        finally:
             self.shared = saved
 
     def _cleanup(self, calls, hosts, failure):
@@ -301,8 +357,7 @@ class Run:
                 self.say(f"[{host}] cleanup {call.name} failed too: {err}", err=True)
 
     def say(self, line, err=False):
-        stream = sys.stderr if err else self.out
-        print(line, file=stream, flush=True)
+        console().write(line, err=err, level=QUIET if err else NORMAL)
 
     def _parallel(self, hosts, fn, interruptible=True):
         """fn(host) for each host, at most ``parallel`` at once, in host order.

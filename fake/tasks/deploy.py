@@ -108,7 +108,7 @@ def linked_paths():
             value = [value]
         for path in value:
             norm = posixpath.normpath(str(path))
-            if not path or norm.startswith(("/", "..")) or norm == ".":
+            if not path or norm.startswith("/") or norm.split("/")[0] == ".." or norm == ".":
                 raise ConfigError(f"env.{key} entry {path!r} must be a relative path inside the release")
             out.append((key, norm))
     return out
@@ -179,7 +179,11 @@ def next_release_name(now, existing):
     name = now.strftime(STAMP)
     known = sorted(n for n in existing if RELEASE_NAME.match(n))
     if known and name <= known[-1]:
-        latest = datetime.datetime.strptime(known[-1], STAMP)
+        try:
+            latest = datetime.datetime.strptime(known[-1], STAMP)
+        except ValueError:
+            raise ConfigError(f"release {known[-1]} sorts after now but is not a date: "
+                              f"move it out of releases/ before deploying") from None
         name = (latest + datetime.timedelta(seconds=1)).strftime(STAMP)
     return name
 
@@ -289,10 +293,12 @@ def inspect(lock_info=None, scm=None):
 
 
 def describe_lock(raw, now=None):
-    """'alice@laptop (pid 12, deploy) since 06:01:02 UTC, 3m 12s ago' from the lock file."""
+    """'alice@laptop (pid 12, deploy) since 2026-11-22 06:01:02 UTC, 3m 12s ago' from the lock file."""
     try:
         info = json.loads(raw)
     except (TypeError, ValueError):
+        info = None
+    if not isinstance(info, dict):
         return f"an unreadable lock ({(raw or '').strip()[:80]!r})"
     since = info.get("since")
     when = ""
@@ -418,11 +424,9 @@ def _update():
     script.add("write REVISION", f"printf '%s\\n' {quote(sha)} > {quote(posixpath.join(release, 'REVISION'))}")
     for _, path in links:
         inside = posixpath.join(release, path)
-        script.add(f"link {path}", " && ".join([
-            join(["rm", "-rf", "--", inside]),
-            join(["mkdir", "-p", posixpath.dirname(inside)]),
-            join(["ln", "-s", posixpath.join(shared_path(), path), inside]),
-        ]))
+        script.argv(f"link {path}: clear", "rm", "-rf", "--", inside)
+        script.argv(f"link {path}: parent", "mkdir", "-p", posixpath.dirname(inside))
+        script.argv(f"link {path}", "ln", "-s", posixpath.join(shared_path(), path), inside)
     _remote(script.render(), "deploy:update")
 
 

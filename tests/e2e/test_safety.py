@@ -2,6 +2,7 @@
 
 import os
 import random
+import re
 import signal
 import subprocess
 import time
@@ -95,7 +96,8 @@ def test_switch_failing_on_one_host_puts_the_others_back(fab, app, repo):
     assert proc.returncode != 0 and "[db1]" in proc.stderr, explain(proc)
     for name in ("web1", "web2"):
         assert live(fleet[name]) == before[name], name
-        assert f"{name}: ok; switched back to" in proc.stderr, explain(proc)
+        assert re.search(rf"^{name}\s+ok\b", proc.stderr, re.M), explain(proc)
+        assert f"{name}: switched back to" in proc.stderr, explain(proc)
     assert len(releases(fleet["db1"])) == 1, "db1's unpublished release was removed"
     assert no_lock_anywhere(fleet)
 

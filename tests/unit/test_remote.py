@@ -1,0 +1,274 @@
+"""fake.remote: quoting, cd(), Script and PrefixedStream.
+
+Quoting and scripts are proved by running the produced shell text with a
+local ``/bin/sh`` (no SSH): what comes back must be exactly what went in.
+"""
+
+import io
+import os
+import subprocess
+
+import pytest
+
+from fake.remote import PrefixedStream, Script, cd, join, prefixed, quote, quote_path, with_cwd
+
+NASTY = [
+    "plain",
+    "",
+    "two words",
+    "  leading and trailing  ",
+    "a;b",
+    "; rm -rf /nonexistent-fake-test",
+    "it's",
+    "'",
+    "''",
+    'say "hi"',
+    '"',
+    "$(echo pwned)",
+    "${HOME}",
+    "$HOME",
+    "`echo pwned`",
+    "line1\nline2",
+    "\n",
+    "trailing newline\n",
+    "tab\there",
+    "-n",
+    "--help",
+    "-e \\n",
+    "back\\slash",
+    "*",
+    "?[a]",
+    "a|b&c>d<e",
+    "!x",
+    "#comment",
+    "~",
+    "~/x",
+    "é ü 日本",
+    "x=1 y=2",
+    "&& echo pwned",
+]
+
+
+def sh(script, env=None, cwd=None):
+    return subprocess.run(["/bin/sh", "-c", script], capture_output=True, env=env, cwd=cwd, timeout=10)
+
+
+@pytest.mark.parametrize("value", NASTY, ids=[repr(v) for v in NASTY])
+def test_quote_round_trips_through_sh(value):
+    proc = sh("printf '%s\\n' " + quote(value))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == (value + "\n").encode()
+
+
+def test_join_round_trips_every_value_as_one_argument():
+    proc = sh("printf '%s\\n' " + join(NASTY))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "".join(v + "\n" for v in NASTY).encode()
+    assert proc.stderr == b""
+
+
+def test_join_keeps_argument_count():
+    proc = sh("set -- " + join(NASTY) + '; echo "$#"')
+    assert proc.stdout == f"{len(NASTY)}\n".encode()
+
+
+@pytest.mark.parametrize("value, expected", [(5, "5"), (None, "None"), (1.5, "1.5")])
+def test_quote_accepts_non_strings(value, expected):
+    assert quote(value) == expected
+    assert sh("printf '%s' " + join([value])).stdout == expected.encode()
+
+
+@pytest.mark.parametrize(
+    "path, expected_text, expected_out",
+    [
+        ("~", '"$HOME"', "{home}"),
+        ("~/", '"$HOME"/\'\'', "{home}/"),
+        ("~/app", '"$HOME"/app', "{home}/app"),
+        ("~/my app;x", "\"$HOME\"/'my app;x'", "{home}/my app;x"),
+        ("~/$(echo no)", "\"$HOME\"/'$(echo no)'", "{home}/$(echo no)"),
+        ("~user/app", "'~user/app'", "~user/app"),  # only our own home is special
+        ("/srv/app", "/srv/app", "/srv/app"),
+        ("/srv/my app", "'/srv/my app'", "/srv/my app"),
+        ("a~/b", "'a~/b'", "a~/b"),
+    ],
+)
+def test_quote_path_keeps_tilde_as_home(path, expected_text, expected_out):
+    assert quote_path(path) == expected_text
+    home = "/home/with space/$x"
+    proc = sh("printf '%s' " + quote_path(path), env={"HOME": home, "PATH": os.environ["PATH"]})
+    assert proc.stdout.decode() == expected_out.format(home=home)
+
+
+# -- cd() -------------------------------------------------------------------------
+def test_cd_nests_and_quotes():
+    assert with_cwd("ls") == "ls"
+    with cd("/srv/app"):
+        assert with_cwd("ls") == "cd /srv/app && ls"
+        with cd("sub dir"):
+            assert with_cwd("ls -l") == "cd /srv/app && cd 'sub dir' && ls -l"
+            with cd("~/x;y"):
+                assert with_cwd("pwd") == "cd /srv/app && cd 'sub dir' && cd \"$HOME\"/'x;y' && pwd"
+        assert with_cwd("ls") == "cd /srv/app && ls"
+    assert with_cwd("ls") == "ls"
+
+
+def test_cd_restores_after_an_exception():
+    with pytest.raises(RuntimeError):
+        with cd("/a"):
+            raise RuntimeError
+    assert with_cwd("x") == "x"
+
+
+def test_cd_is_per_thread():
+    import threading
+
+    seen = {}
+    with cd("/main"):
+        t = threading.Thread(target=lambda: seen.setdefault("other", with_cwd("x")))
+        t.start()
+        t.join(5)
+    assert seen == {"other": "x"}
+
+
+def test_cd_commands_work_in_a_real_shell(tmp_path):
+    nasty = tmp_path / "a b" / "c;d" / "$(e)"
+    nasty.mkdir(parents=True)
+    with cd(tmp_path):
+        with cd("a b"):
+            with cd("c;d"):
+                with cd("$(e)"):
+                    command = with_cwd("pwd")
+    proc = sh(command)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.decode().strip() == str(nasty)
+
+
+# -- Script ------------------------------------------------------------------------
+def test_script_success_runs_every_step_and_exits_zero():
+    script = Script()
+    script.add("first", "echo one")
+    script.argv("second", "printf", "%s|", "two words", "it's;$(x)")
+    script.add("third", "echo three")
+    proc = sh(script.render())
+    assert proc.returncode == 0
+    assert proc.stdout == b"one\ntwo words|it's;$(x)|three\n"
+    assert proc.stderr == b""
+    assert Script.failed_step(proc.stderr.decode()) == (None, "")
+
+
+@pytest.mark.parametrize(
+    "label",
+    ["middle", "two words", "it's \"odd\"", "$(echo no) `no`", "git fetch; rm -rf x"],
+)
+def test_script_failing_step_stops_the_rest_and_is_named(tmp_path, label):
+    marker = tmp_path / "ran-after"
+    script = (
+        Script()
+        .add("first", "echo first")
+        .add(label, "echo 'fatal: bad thing' >&2; exit 3")
+        .argv("last", "touch", str(marker))
+    )
+    proc = sh(script.render())
+    assert proc.returncode == 3
+    assert proc.stdout == b"first\n"
+    assert not marker.exists()
+    step, rest = Script.failed_step(proc.stderr.decode())
+    assert step == label
+    assert rest == "fatal: bad thing"
+    assert Script.MARK not in rest
+
+
+def test_script_failing_command_without_exit_is_caught_by_set_e(tmp_path):
+    script = Script().add("a", "true").argv("ls missing", "ls", str(tmp_path / "missing")).add("b", "echo b")
+    proc = sh(script.render())
+    assert proc.returncode != 0
+    assert b"b\n" not in proc.stdout
+    step, rest = Script.failed_step(proc.stderr.decode())
+    assert step == "ls missing"
+    assert "missing" in rest
+
+
+def test_script_render_text_and_truthiness():
+    assert not Script()
+    s = Script().add("x y", "true")
+    assert s
+    text = s.render()
+    assert text.startswith("set -e\n")
+    assert "fake_step='x y'\ntrue\n" in text
+    assert text.endswith("\n")
+    assert sh(text).returncode == 0
+
+
+@pytest.mark.parametrize(
+    "stderr, expected",
+    [
+        (None, (None, "")),
+        ("", (None, "")),
+        ("just an error\n", (None, "just an error")),
+        ("a\nfake-failed-step: git fetch\nb\n", ("git fetch", "a\nb")),
+        ("fake-failed-step: start\n", ("start", "")),
+        ("x\nfake-failed-step:   spaced  \n", ("spaced", "x")),
+        # a marker-looking text not at the start of a line is kept
+        ("note: fake-failed-step: no\n", (None, "note: fake-failed-step: no")),
+    ],
+)
+def test_failed_step_parsing(stderr, expected):
+    assert Script.failed_step(stderr) == expected
+
+
+# -- PrefixedStream -------------------------------------------------------------------
+@pytest.fixture
+def screen():
+    """A plain Console writing to StringIO buffers, installed for the test."""
+    from fake.output import Console, console, use_console
+
+    out, err = io.StringIO(), io.StringIO()
+    previous = console()
+    use_console(Console(out=out, err=err, color=False))
+    yield out, err
+    use_console(previous)
+
+
+def test_prefixed_stream_writes_whole_lines_only(screen):
+    out, _ = screen
+    s = PrefixedStream("web1")
+    s.write("hel")
+    assert out.getvalue() == ""
+    s.write("lo\nwor")
+    assert out.getvalue() == "[web1] hello\n"
+    s.write("ld\n\nlast")
+    assert out.getvalue() == "[web1] hello\n[web1] world\n[web1] \n"
+    s.flush()
+    assert out.getvalue() == "[web1] hello\n[web1] world\n[web1] \n[web1] last\n"
+    s.flush()  # nothing buffered: nothing written
+    assert out.getvalue().count("[web1]") == 4
+
+
+@pytest.mark.parametrize(
+    "chunks, expected",
+    [
+        (["a\nb\nc\n"], "[h] a\n[h] b\n[h] c\n"),
+        (["a", "b", "c"], ""),
+        (["a", "b", "c\n"], "[h] abc\n"),
+        (["\n"], "[h] \n"),
+        (["x\n", "y"], "[h] x\n"),
+        (["one\r\n"], "[h] one\r\n"),
+    ],
+)
+def test_prefixed_stream_table(screen, chunks, expected):
+    out, _ = screen
+    s = prefixed("h")
+    for c in chunks:
+        s.write(c)
+    assert out.getvalue() == expected
+
+
+def test_prefixed_stream_err_goes_to_stderr_and_secrets_are_masked(screen):
+    from fake.output import console
+
+    out, err = screen
+    console().add_secret("hunter2")
+    s = prefixed("h", err=True)
+    s.write("password is hunter2\n")
+    assert out.getvalue() == ""
+    assert err.getvalue() == "[h] password is ********\n"
