@@ -26,12 +26,14 @@ class Task(fabric.tasks.Task):
     """A Fabric task whose body may take a connection ``c`` first, or not.
 
     ``roles`` limits the hosts it runs on; ``runs_once`` runs it on one host
-    once per invocation. Calling the task object runs its body right here.
+    once per invocation; ``readonly`` says it changes nothing, so it runs
+    under ``--dry-run`` too. Calling the task object runs its body right here.
     """
 
-    def __init__(self, body, *args, roles=None, runs_once=False, **kwargs):
+    def __init__(self, body, *args, roles=None, runs_once=False, readonly=False, **kwargs):
         self.roles = list(roles or getattr(body, "_fake_roles", None) or [])
         self.runs_once = runs_once or getattr(body, "_fake_runs_once", False)
+        self.readonly = readonly  # only reads hosts: runs under --dry-run too
         super().__init__(body, *args, **kwargs)
 
     def argspec(self, body):

@@ -244,7 +244,7 @@ class Run:
         started = time.monotonic()
         with host_scope(scope):
             try:
-                if self.dry_run:
+                if self.dry_run and not getattr(call.task, "readonly", False):
                     console().host_lines(host, [f"would run {call.name}"])
                     return None
                 return call.task(conn, **call.kwargs)

@@ -26,6 +26,7 @@ import uuid
 
 from ..env import CallableEnv, current_scope
 from ..exceptions import ConfigError, HostError, MissingSetting
+from ..output import QUIET, console
 from ..registry import Task
 from ..remote import Script, join, quote, run_command
 from ..runner import active_run
@@ -202,6 +203,7 @@ class HostState:
         self.mirror = False
         self.missing = []
         self.scm_lines = []
+        self.log = []
 
     @property
     def live(self):
@@ -232,12 +234,14 @@ class HostState:
                 st.mirror = True
             elif kind == "missing":
                 st.missing.append(rest)
+            elif kind == "log":
+                st.log.append(rest)
             elif kind in ("remote", "remote-error", "noref"):
                 st.scm_lines.append(line)
         return st
 
 
-def probe_script(lock_info=None, scm=None):
+def probe_script(lock_info=None, scm=None, with_log=False):
     """Shell that reports a host's deploy state, and takes the lock if asked.
 
     The lock is taken only when nothing else is wrong, with noclobber so two
@@ -257,6 +261,8 @@ def probe_script(lock_info=None, scm=None):
         f"if [ -f {d}/{LOCK_FILE} ]; then echo \"lock $(head -c 2000 {d}/{LOCK_FILE} | tr '\\n' ' ')\"; problems=1; fi",
         f"if [ -d {d}/repo ]; then echo mirror; fi",
     ]
+    if with_log:
+        lines.append(f"if [ -f {d}/revisions.log ]; then tail -n 500 {d}/revisions.log | sed 's/^/log /'; fi")
     if scm is not None:
         for _, path in linked_paths():
             if path in [p for k, p in linked_paths() if k == "linked_files"]:
@@ -287,8 +293,8 @@ def _remote(command, label):
                        timeout=cenv.get("command_timeout"))
 
 
-def inspect(lock_info=None, scm=None):
-    result = _remote(probe_script(lock_info, scm), "inspect " + deploy_path())
+def inspect(lock_info=None, scm=None, with_log=False):
+    result = _remote(probe_script(lock_info, scm, with_log), "inspect " + deploy_path())
     return HostState.parse(result.stdout)
 
 
@@ -341,10 +347,10 @@ def _facts():
 
 
 # -- stage work ------------------------------------------------------------
-def _task(name, doc):
+def _task(name, doc, **options):
     def decorate(fn):
         fn.__doc__ = doc
-        return registry.add(Task(fn, name=name))
+        return registry.add(Task(fn, name=name, **options))
 
     return decorate
 
@@ -377,6 +383,23 @@ def _check():
         run.record("fake_revision", env.host_string, (sha, ref))
     if not state.locked_by_us:
         raise HostError(env.host_string, "could not take the deploy lock")
+
+
+def _where():
+    roles = env.get("effective_roles") or []
+    return ",".join(roles) if roles else ",".join(_run().hosts)
+
+
+@_task("deploy:banner", "Say what this deploy is: repository, branch, commit, hosts, release name.")
+def _banner():
+    if env.get("fake_action") != "deploy":
+        return
+    run = _run()
+    sha, ref = _revision()
+    branch = cenv.get("branch") or ref.replace("refs/heads/", "")
+    run.once("banner", lambda: console().banner(
+        f"deploying {cenv.get('repo_url')} {branch} ({sha[:7]}) to {_where()}: "
+        f"{len(run.hosts)} host(s) as release {_release_name()}"))
 
 
 def _release_name():
@@ -413,6 +436,7 @@ def _update():
     release = release_path(name)
     env.update(release_name=name, release_path=release, fake_release_created=name,
                fake_revision=sha, fake_ref=ref, previous_release=state.live)
+    _run().annotate(env.host_string, release=name, commit=sha)
     links = linked_paths()
     shared_dirs = [posixpath.join(shared_path(), p) for k, p in links if k == "linked_dirs"]
     shared_dirs += [posixpath.join(shared_path(), posixpath.dirname(p))
@@ -504,6 +528,9 @@ def _revert():
     if isinstance(target, Exception) or target is None:
         raise HostError(env.host_string, f"cannot roll back: {target}")
     env.update(release_name=target, release_path=release_path(target), rolled_back_from=state.live)
+    run.annotate(env.host_string, release=target, commit=state.releases.get(target))
+    run.once("banner", lambda: console().banner(
+        f"rolling back {_where()}: {len(run.hosts)} host(s) from release {state.live} to {target}"))
 
 
 @_task("deploy:archive_rolled_back", "Archive the release rolled back from, remove it, log the rollback.")
@@ -580,6 +607,7 @@ def _unlock_own():
 
 
 after("starting", "deploy:check")
+after("starting", "deploy:banner")
 after("updating", "deploy:update")
 after("publishing", "deploy:symlink")
 after("finishing", "deploy:finish")
@@ -607,16 +635,132 @@ def unlock():
     return holder
 
 
-@registry.task
+LOG_LINE = re.compile(r"^Branch (?P<branch>\S+) \(at (?P<sha>\w+)\) deployed as release (?P<name>\d{14}) by (?P<user>\S+)")
+
+
+def release_rows(state):
+    """Rows of (release, date, commit, branch, by, marks) for one host, oldest first."""
+    deployed = {}
+    for line in state.log:
+        m = LOG_LINE.match(line)
+        if m:
+            deployed[m["name"]] = (m["branch"], m["user"])
+    ordered = sorted(n for n in state.releases if RELEASE_NAME.match(n))
+    live = state.live
+    previous = [n for n in ordered if live and n < live and n not in state.bad]
+    rows = []
+    for name in ordered:
+        marks = []
+        if name == live:
+            marks.append("live")
+        if previous and name == previous[-1]:
+            marks.append("previous")
+        if name in state.bad:
+            marks.append("bad")
+        stamp = datetime.datetime.strptime(name, STAMP).strftime("%Y-%m-%d %H:%M:%S")
+        branch, user = deployed.get(name, ("?", "?"))
+        rows.append((name, stamp, (state.releases[name] or "?")[:12], branch, user, ",".join(marks)))
+    return rows
+
+
+@registry.task(readonly=True)
 def releases():
-    """List each host's releases with their commit, marking the live one."""
+    """List each host's releases: date, commit, branch, who; marks live, previous and bad."""
     _check_settings()
-    state = inspect()
-    host = env.host_string
-    if not state.releases:
-        print(f"[{host}] no releases in {releases_path()}")
-    for name in sorted(state.releases):
-        sha = (state.releases[name] or "?")[:12]
-        mark = "  <- live" if name == state.live else ""
-        print(f"[{host}] {name}  {sha}{mark}")
-    return {"live": state.live, "releases": dict(state.releases)}
+    state = inspect(with_log=True)
+    _run().record("fake_releases", env.host_string, state)
+    return {"live": state.live, "releases": dict(state.releases), "bad": sorted(state.bad)}
+
+
+@_task("releases:table", "Print the releases of every host as one table, flagging hosts that disagree.",
+       readonly=True)
+def _releases_table():
+    run = _run()
+
+    def show():
+        states = run.collect("fake_releases")
+        for host in run.hosts:
+            if host not in states:
+                continue
+            rows = release_rows(states[host])
+            if not rows:
+                console().host_lines(host, [f"no releases in {releases_path()}"])
+                continue
+            header = ("release", "date (UTC)", "commit", "branch", "by", "")
+            widths = [max(len(r[i]) for r in rows + [header]) for i in range(6)]
+            lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header] + rows]
+            console().host_lines(host, lines)
+        lives = {h: st.live for h, st in states.items()}
+        if len(set(lives.values())) > 1:
+            detail = ", ".join(f"{h} {v or 'none'}" for h, v in lives.items())
+            console().write(f"warning: hosts disagree on the live release: {detail}", err=True, level=QUIET)
+
+    run.once("releases_table", show)
+
+
+after("releases", "releases:table")
+
+
+# -- dry run -----------------------------------------------------------------------
+def _plan_probe():
+    scm = strategy(cenv.get("scm")) if env.get("fake_action") == "deploy" else None
+    return inspect(None, scm)
+
+
+def _in_scope(host, fn):
+    from ..env import host_scope
+
+    with host_scope(_run().scope(host)):
+        return fn()
+
+
+def _plan_deploy(states):
+    names = set()
+    for st in states.values():
+        names.update(st.releases)
+    name = next_release_name(datetime.datetime.now(datetime.timezone.utc), names)
+    lives = {st.live for st in states.values()}
+    return {host: _in_scope(host, lambda: _plan_deploy_host(st, name, lives)) for host, st in states.items()}
+
+
+def _plan_deploy_host(st, name, lives):
+    lines, stops = [], []
+    scm = strategy(cenv.get("scm"))
+    sha, ref, error = scm.resolve(st.scm_lines, cenv.get("branch"))
+    if error:
+        stops.append(f"{error} (repo_url {cenv.get('repo_url')})")
+    else:
+        lines.append(f"would create release {name} from {ref} at {sha[:12]}")
+    lines.append(f"current: {st.current or 'none'}")
+    links = [p for _, p in linked_paths()]
+    lines.append("linked: " + (", ".join(links) if links else "nothing"))
+    for path in st.missing:
+        stops.append(f"linked file {posixpath.join(shared_path(), path)} is missing")
+    if st.lock:
+        stops.append(f"{deploy_path()} is locked by {describe_lock(st.lock, st.now)}")
+    doomed = [n for n in releases_to_remove(set(st.releases) | {name}, cenv.get("keep_releases"), name)
+              if n not in lives]
+    lines.append("cleanup would remove: " + (", ".join(doomed) if doomed else "nothing"))
+    lines += [f"would stop: {reason}" for reason in stops]
+    return lines
+
+
+def _plan_rollback(states):
+    targets, problems = rollback_plan(states, env.get("rollback_to"))
+    out = {}
+    for host, st in states.items():
+        target = targets[host]
+        if isinstance(target, str):
+            lines = [f"would roll back from {st.live} to {target}",
+                     f"would archive and remove release {st.live}"]
+        else:
+            lines = [f"would stop: cannot roll back: {target}"]
+        if st.lock:
+            lines.append(f"would stop: {deploy_path()} is locked by {describe_lock(st.lock, st.now)}")
+        lines += [f"would stop: {p}" for p in problems if not env.get("rollback_force")]
+        out[host] = lines
+    return out
+
+
+registry.planner("deploy", _plan_probe, _plan_deploy)
+registry.planner("rollback", _plan_probe, _plan_rollback)

@@ -280,9 +280,14 @@ def test_releases_lists_commits_and_marks_live(fab, app, repo):
     sha = commit(repo, {"app.py": "print('v2')\n"}, "v2")
     ok(deploy(fab, fleet, "deploy"))
     proc = ok(deploy(fab, fleet, "releases"))
-    newest = releases(fleet["db1"])[-1]
-    assert f"[db1] {newest}  {sha[:12]}  <- live" in proc.stdout, explain(proc)
-    assert proc.stdout.count("<- live") == 3, explain(proc)
+    older, newest = releases(fleet["db1"])
+    assert re.search(rf"^\[db1\] {newest}  \S+ \S+  {sha[:12]}  master\s+\S+\s+live$", proc.stdout, re.M), explain(proc)
+    assert re.search(rf"^\[db1\] {older} .* previous$", proc.stdout, re.M), explain(proc)
+    assert len(re.findall(r"\blive$", proc.stdout, re.M)) == 3, explain(proc)
+    assert "disagree" not in proc.stderr
+    fleet["web2"].sh(f"ln -sfn releases/{older} {APP}/current")
+    proc = ok(deploy(fab, fleet, "releases"))
+    assert "hosts disagree on the live release" in proc.stderr and f"web2 {older}" in proc.stderr, explain(proc)
 
 
 # -- 9. bad input: one line, nothing changed ------------------------------------------------
