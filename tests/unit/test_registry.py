@@ -427,7 +427,7 @@ def test_library_deploy_and_rollback_flows(library_registry):
     (fc,) = reg.expand("deploy")
     assert tuple(stage for stage, _ in fc.body) == DEPLOY
     stages = {stage: names(group) for stage, group in fc.body}
-    assert stages["starting"] == ["starting", "deploy:check"]
+    assert stages["starting"] == ["starting", "deploy:check", "deploy:banner"]
     assert stages["updating"] == ["updating", "deploy:update"]
     assert stages["publishing"] == ["publishing", "deploy:symlink"]
     assert stages["finishing"] == ["finishing", "deploy:finish"]
