@@ -17,7 +17,7 @@ value one host's task writes is never seen by another host.
 from contextlib import contextmanager
 from contextvars import ContextVar
 
-from .exceptions import MissingSetting
+from .exceptions import ConfigError, MissingSetting
 
 __all__ = ["Env", "CallableEnv", "HostScope", "settings"]
 
@@ -118,6 +118,12 @@ class Env:
         layer = self._write_layer()
         layer.update(values, **kwargs)
 
+    def setdefault(self, key, default=None):
+        """Like dict.setdefault, on the layer writes go to."""
+        if key not in self:
+            setattr(self, key, default)
+        return self._lookup(key)
+
     def setdefaults(self, **values):
         """Register library defaults; any fabfile or role value wins over them."""
         self._defaults.update(values)
@@ -177,6 +183,19 @@ class CallableEnv:
 
     def __repr__(self):
         return f"<CallableEnv over {self._env!r}>"
+
+
+def number(key, value, minimum=0):
+    """A numeric setting (``--set`` gives strings): the number, or one clear error."""
+    if value is None or value == "":
+        return None
+    try:
+        result = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"env.{key} must be a number, got {value!r}") from None
+    if result < minimum:
+        raise ConfigError(f"env.{key} must be at least {minimum}, got {value!r}")
+    return int(result) if result == int(result) else result
 
 
 def _unwrap(env):

@@ -22,9 +22,11 @@ import paramiko
 from invoke import Argument, Collection, Exit, Task as InvokeTask
 
 from . import __version__, state
+from .env import CallableEnv
 from . import roles as rolelib
 from .exceptions import ConfigError, FakeError, Interrupted, StepFailed
 from .output import NORMAL, QUIET, VERBOSE, Console, Transcript, console, use_console
+from .init import run_init
 from .registry import Call, Task, render_tree
 from .runner import Run
 
@@ -91,7 +93,8 @@ class Executor(fabric.Executor):
 
             calls.append(Call(Task(remainder, name="remainder")))
         run = Run(env, state.registry, self.config, hosts=hosts, roles=selected_roles,
-                  parallel=parallel, debug=bool(args.debug.value), dry_run=bool(args["dry-run"].value))
+                  parallel=parallel, debug=bool(args.debug.value),
+                  dry_run=bool(args["dry-run"].value or args.dry.value))
         self.fake_run = run
         setup_console(args, env, self.config, run, self.collection.loaded_from)
         with run:
@@ -158,6 +161,13 @@ class Fab(fabric.main.Fab):
                     collection.add_task(task, name=name)
                 except ValueError:
                     pass
+
+    def update_config(self, merge=True):
+        super().update_config()
+        if self.args.dry.value:
+            # Invoke's --dry echoes commands instead of running them; Fake
+            # reads hosts to plan, so --dry means --dry-run here.
+            self.config.run.dry = False
 
     def parse_core(self, argv):
         super().parse_core(argv)
@@ -238,6 +248,16 @@ class Fab(fabric.main.Fab):
         raise Exit(console().mask(message), getattr(error, "exit_code", 1))
 
     def run(self, argv=None, exit=True):
+        words = sys.argv if argv is None else argv.split() if isinstance(argv, str) else list(argv)
+        if len(words) > 1 and words[1] == "init" and os.path.basename(words[0]) == "fake":
+            # `fake init` needs no fabfile; under `fab`, a task named init still works.
+            try:
+                run_init(words[2:])
+            except FakeError as e:
+                print(e, file=sys.stderr)
+                if exit:
+                    sys.exit(1)
+            return
         previous = signal.getsignal(signal.SIGTERM)
         signal.signal(signal.SIGTERM, _sigterm)
         try:
@@ -314,7 +334,9 @@ def setup_console(args, env, config, run, fabfile_dir):
     """The console for this run: level, log file, secrets to mask."""
     level = QUIET if args.quiet.value else VERBOSE if args.verbose.value else NORMAL
     transcript = None
-    log_file = env.get("log_file", os.path.join(fabfile_dir or ".", "log", "fake.log"))
+    log_file = CallableEnv(env).get("log_file", os.path.join("log", "fake.log"))
+    if log_file and not os.path.isabs(str(log_file)):
+        log_file = os.path.join(fabfile_dir or ".", str(log_file))  # relative to the fabfile
     out = use_console(Console(level=level))
     for value in _secrets(env, config, run):
         out.add_secret(value)

@@ -19,9 +19,12 @@ def _here(what):
 
 
 def _timeout(timeout):
+    from .env import CallableEnv, number
     from .state import env
 
-    return timeout if timeout is not None else env.get("command_timeout")
+    if timeout is not None:
+        return timeout
+    return number("command_timeout", CallableEnv(env).get("command_timeout"), 0.001)
 
 
 def run(command, hide=False, warn=False, timeout=None, **kwargs):

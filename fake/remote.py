@@ -221,6 +221,10 @@ def open_target(host, config, user=None, port=None, key_filename=None,
         )
     if connect_timeout and "timeout" in config.connect_kwargs:
         connect_timeout = None  # -t given: Fabric already has it
+    if connect_timeout is None and "timeout" not in config.connect_kwargs and not config.timeouts.connect:
+        # ssh_config's ConnectTimeout wins when present (Connection reads it);
+        # otherwise wait 10 s rather than the OS's minutes.
+        connect_timeout = None if _ssh_connect_timeout(config, host) else 10
     wait = connect_timeout or config.connect_kwargs.get("timeout")
     if wait:
         # A host that accepts TCP but never speaks SSH must fail as fast as
@@ -258,6 +262,13 @@ class _AcceptNew(paramiko.MissingHostKeyPolicy):
 
     def missing_host_key(self, client, hostname, key):
         client.get_host_keys().add(hostname, key.get_name(), key)
+
+
+def _ssh_connect_timeout(config, host):
+    try:
+        return config.base_ssh_config.lookup(host).get("connecttimeout")
+    except Exception:
+        return None
 
 
 def check_host_keys(conn):
@@ -321,6 +332,10 @@ def run_command(target, command, *, host=None, sudo=False, hide=False, warn=Fals
     host = host or getattr(target, "host", None) or "?"
     full = with_cwd(command)
     out = console()
+    run_config = getattr(getattr(target, "config", None), "run", None)
+    if run_config is not None:
+        warn = warn or bool(run_config.get("warn"))  # fab -w
+        hide = hide or bool(run_config.get("hide"))  # fab --hide
     opts = dict(warn=True, hide=True, in_stream=False, **kwargs)
     if timeout:
         opts["timeout"] = timeout

@@ -16,7 +16,7 @@ from collections import deque
 import invoke
 
 from . import roles as rolelib
-from .env import HostScope, current_scope, host_scope
+from .env import CallableEnv, HostScope, current_scope, host_scope, number
 from .exceptions import FakeError, HostError, Interrupted, StepFailed, TaskFailed, on_host
 from .registry import FlowCall
 from .output import NORMAL, QUIET, console
@@ -157,14 +157,15 @@ class Run:
             scope = self.scope(host)
             with host_scope(scope):
                 user, _, port = split_host(host)
+                settings = CallableEnv(self.env)  # connection settings may be callables too
                 conn = open_target(
                     host,
                     self.config,
-                    user=None if user else self.env.get("user"),
-                    port=None if port else self.env.get("port"),
-                    key_filename=self.env.get("key_filename"),
-                    forward_agent=self.env.get("forward_agent"),
-                    connect_timeout=self.env.get("connect_timeout", 10),
+                    user=None if user else settings.get("user"),
+                    port=None if port else number("port", settings.get("port"), 1),
+                    key_filename=settings.get("key_filename"),
+                    forward_agent=settings.get("forward_agent"),
+                    connect_timeout=number("connect_timeout", settings.get("connect_timeout"), 1),
                 )
             self.connections[host] = conn
             scope.connection = conn

@@ -6,7 +6,7 @@ from tests.e2e.conftest import explain, fab_bin, fake_bin, run_fab  # noqa: F401
 
 # The entry point main.py will call for ``fake init [DIR] [--force]``. Once it
 # is wired in, this becomes: INIT = [fake_bin, "init"]
-INIT = [sys.executable, "-c", "import sys; from fake.init import run_init; run_init(sys.argv[1:])"]
+INIT = [fake_bin, "init"]
 
 
 def init(args, cwd):
