@@ -441,3 +441,23 @@ def test_ctrl_c_lets_running_commands_finish_and_starts_nothing_new(project, fle
     assert "interrupted" in err and "Traceback" not in err, err
     assert "NEXT RAN" not in out
     assert "[web1] slept" in out and "[web2] slept" in out, out
+
+
+def test_env_user_port_and_key_feed_the_connection(fab, project, make_fleet):
+    fleet = make_fleet(1, names=["web1"])
+    host = fleet["web1"]
+    write(project, f'''
+        from fake.api import env, task, run
+        env.roledefs = {{'web': {{'hosts': ['127.0.0.1'], 'port': {host.port}}}}}
+        env.user = 'fake-test'
+        env.key_filename = {str(fleet.key_path)!r}
+
+        @task
+        def who():
+            run("echo I am $(id -un)")
+    ''')
+    # No -S: only env tells Fake the user, the port (from the role) and the key.
+    proc = fab(["-R", "web", "who"], env={"HOME": str(project)})
+    assert proc.returncode == 0, explain(proc)
+    assert "[127.0.0.1] I am fake-test" in proc.stdout, explain(proc)
+    assert host.accepted_count() == 1
