@@ -7,6 +7,7 @@
     ├── TaskError                  the task graph is wrong
     │   ├── UnknownTask
     │   └── HookCycle
+    ├── ControllerError            work on this machine for a deploy failed (build, archive)
     ├── HostError                  something failed on one named host
     │   ├── ConnectError           could not open or keep the SSH connection
     │   ├── HostCommandError       a command exited non-zero
@@ -25,6 +26,7 @@ __all__ = [
     "TaskError",
     "UnknownTask",
     "HookCycle",
+    "ControllerError",
     "HostError",
     "ConnectError",
     "HostCommandError",
@@ -71,6 +73,10 @@ class HookCycle(TaskError):
     def __init__(self, names):
         self.names = list(names)
         super().__init__("hook cycle: " + " -> ".join(self.names))
+
+
+class ControllerError(FakeError):
+    """The controller's own part of a deploy failed: env.build_command, making the archive."""
 
 
 class HostError(FakeError):

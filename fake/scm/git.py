@@ -3,26 +3,96 @@
 The strategy only writes shell for the deploy's batched commands: a probe
 (is the repository reachable, what commit is the branch at) that joins the
 read-only inspection, and the steps that fill a release. Git never prompts:
-a missing credential fails at once with git's own message.
+a missing credential or unknown host key fails at once with git's message.
 """
 
+import posixpath
 import re
+import threading
 
 from ..exceptions import ConfigError
-from ..remote import quote
+from ..remote import join, quote
+from .base import Resolved, Strategy, once_per_deploy
 
-__all__ = ["Git"]
+__all__ = ["Git", "resolve_refs", "is_commit_id"]
 
 NO_PROMPT = (
     "GIT_TERMINAL_PROMPT=0; export GIT_TERMINAL_PROMPT; "
     'GIT_SSH_COMMAND="${GIT_SSH_COMMAND:-ssh -o BatchMode=yes}"; export GIT_SSH_COMMAND'
 )
 _SHA = re.compile(r"^[0-9a-f]{40}$")
+_HEX = re.compile(r"^[0-9a-fA-F]{4,40}$")
+REFSPECS = ("+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
+MAX_CONCURRENT = 10
+# git's closing advice after a failed connection; the lines before it say what failed
+_BOILERPLATE = ("Please make sure you have the correct access rights", "and the repository exists.")
 
 
-class Git:
+def is_commit_id(name):
+    """Could ``name`` be a (possibly abbreviated) commit id?"""
+    return bool(name) and bool(_HEX.match(str(name)))
+
+
+def resolve_refs(lines, branch):
+    """Resolved from ``git ls-remote`` lines (``remote <sha>\\t<ref>``) and mirror lookups.
+
+    A branch wins over a tag of the same name, an annotated tag means its
+    commit (``^{}``), and a name that is no ref but looks like a commit id
+    is matched against every listed commit and the host's mirror
+    (``scm-commit <sha>``); a full id not seen anywhere is taken as is and
+    checked after the fetch.
+    """
+    refs, errors, symref, known = {}, [], None, set()
+    for line in lines:
+        kind, _, rest = line.partition(" ")
+        if kind == "remote":
+            if rest.startswith("ref: "):
+                symref = rest[5:].split("\t")[0].strip()
+                continue
+            sha, _, ref = rest.partition("\t")
+            refs[ref.strip()] = sha.strip()
+        elif kind == "remote-error":
+            errors.append(rest)
+        elif kind == "noref":
+            return Resolved(None, None, f"branch {branch!r} not found")
+        elif kind == "scm-commit" and _SHA.match(rest.strip()):
+            known.add(rest.strip())
+    errors = [e for e in errors if e.strip() and e.strip() not in _BOILERPLATE]
+    if errors:
+        return Resolved(None, None, "repository not reachable: " + " | ".join(errors[-3:]))
+    if branch:
+        for ref in (f"refs/heads/{branch}", f"refs/tags/{branch}^{{}}", f"refs/tags/{branch}"):
+            if ref in refs and _SHA.match(refs[ref]):
+                return Resolved(refs[ref], ref, None)
+        if is_commit_id(branch):
+            return _resolve_commit(str(branch).lower(), refs, known)
+        return Resolved(None, None, f"branch {branch!r} not found")
+    sha = refs.get("HEAD")
+    if not sha:
+        return Resolved(None, None, "the repository has no default branch (HEAD)")
+    return Resolved(sha, symref or "HEAD", None)
+
+
+def _resolve_commit(prefix, refs, known):
+    # Annotated tag objects are not commits: use their peeled ^{} line instead.
+    commits = {sha for ref, sha in refs.items()
+               if _SHA.match(sha) and f"{ref}^{{}}" not in refs} | known
+    matches = sorted(sha for sha in commits if sha.startswith(prefix))
+    if len(matches) == 1:
+        return Resolved(matches[0], "commit", None)
+    if len(matches) > 1:
+        return Resolved(None, None, f"commit id {prefix!r} is ambiguous: "
+                                    + ", ".join(m[:12] for m in matches[:5]))
+    if len(prefix) == 40:
+        return Resolved(prefix, "commit", None)
+    return Resolved(None, None, f"commit {prefix!r} not found: it is no branch or tag tip and not in this "
+                                "host's mirror yet; give the full 40-character commit id")
+
+
+class Git(Strategy):
     name = "git"
 
+    # -- settings ----------------------------------------------------------
     def validate(self, repo_url, branch):
         if not repo_url:
             raise ConfigError("setting env.repo_url is required by the git strategy but not set")
@@ -32,62 +102,113 @@ class Git:
             b = str(branch)
             if not b or b.startswith("-") or any(ch.isspace() or ord(ch) < 32 for ch in b):
                 raise ConfigError(f"env.branch {branch!r} is not a usable branch, tag or commit name")
+        self.tree()
+        self.depth()
+        self.submodules()
+        self.max_concurrent()
 
-    def probe(self, repo_url, branch):
+    def depth(self):
+        return self.int_setting("git_shallow_clone", minimum=1)
+
+    def submodules(self):
+        return self.bool_setting("git_submodules")
+
+    def max_concurrent(self):
+        return self.int_setting("git_max_concurrent", MAX_CONCURRENT, minimum=1)
+
+    def fetch_url(self, repo_url):
+        """The URL the mirror uses: a local path becomes file:// when shallow, else git ignores --depth."""
+        url = str(repo_url)
+        if self.depth() and url.startswith("/"):
+            return "file://" + url
+        return url
+
+    # -- probe and resolve ---------------------------------------------------
+    def probe(self, repo_url, branch, repo_path=None):
         """Shell printing ``remote <sha> <ref>`` lines, or ``remote-error``/``noref``.
 
-        Sets ``problems=1`` when the repository or the branch is not there.
+        Sets ``problems=1`` when the repository or the branch is not there. A
+        name that may be a commit id lists every ref instead, and asks the
+        mirror, if there is one, for the full id.
         """
-        if branch:
+        commit = is_commit_id(branch)
+        if commit:
+            ls = "git ls-remote -- " + quote(repo_url)
+        elif branch:
             patterns = [f"refs/heads/{branch}", f"refs/tags/{branch}", f"refs/tags/{branch}^{{}}"]
             ls = "git ls-remote -- " + " ".join(quote(p) for p in [repo_url, *patterns])
         else:
             ls = "git ls-remote --symref -- " + quote(repo_url) + " HEAD"
-        return "\n".join([
+        empty = "true" if commit else "echo noref; problems=1"
+        lines = [
             NO_PROMPT,
             f"if refs=$({ls} 2>&1); then",
-            '  if [ -n "$refs" ]; then printf "%s\\n" "$refs" | sed "s/^/remote /"; '
-            'else echo noref; problems=1; fi',
+            f'  if [ -n "$refs" ]; then printf "%s\\n" "$refs" | sed "s/^/remote /"; else {empty}; fi',
             'else printf "%s\\n" "$refs" | sed "s/^/remote-error /"; problems=1; fi',
-        ])
+        ]
+        if commit and repo_path:
+            r = quote(repo_path)
+            spec = quote(f"{branch}^{{commit}}")
+            lines.append(f"if [ -d {r} ] && full=$(git -C {r} rev-parse --verify --quiet {spec} 2>/dev/null); "
+                         'then echo "scm-commit $full"; fi')
+        return "\n".join(lines)
 
-    def resolve(self, lines, branch):
+    def resolve(self, lines, branch, prepared=None):
         """(sha, ref, error) from the probe's lines."""
-        refs, errors, symref = {}, [], None
-        for line in lines:
-            kind, _, rest = line.partition(" ")
-            if kind == "remote":
-                if rest.startswith("ref: "):
-                    symref = rest[5:].split("\t")[0].strip()
-                    continue
-                sha, _, ref = rest.partition("\t")
-                refs[ref.strip()] = sha.strip()
-            elif kind == "remote-error":
-                errors.append(rest)
-            elif kind == "noref":
-                return None, None, f"branch {branch!r} not found"
-        if errors:
-            return None, None, "repository not reachable: " + " | ".join(e for e in errors[-3:] if e)
-        if branch:
-            for ref in (f"refs/heads/{branch}", f"refs/tags/{branch}^{{}}", f"refs/tags/{branch}"):
-                if ref in refs and _SHA.match(refs[ref]):
-                    return refs[ref], ref, None
-            return None, None, f"branch {branch!r} not found"
-        sha = refs.get("HEAD")
-        if not sha:
-            return None, None, "the repository has no default branch (HEAD)"
-        return sha, symref or "HEAD", None
+        return resolve_refs(lines, branch)
 
-    def create_release(self, script, repo_url, repo_path, release_path, sha, mirror_present):
+    # -- the release ---------------------------------------------------------
+    def create_release(self, script, repo_url, repo_path, release_path, sha, mirror_present,
+                       prepared=None, target=None):
         """Add the steps that update the mirror and export ``sha`` into the release."""
+        url, depth, tree = self.fetch_url(repo_url), self.depth(), self.tree()
+        fetch = ["git", "-C", repo_path, "fetch", "--prune", "--quiet"]
+        fetch += [f"--depth={depth}"] if depth else []
         script.add("git environment", NO_PROMPT)
         if mirror_present:
-            script.argv("git remote set-url", "git", "-C", repo_path, "remote", "set-url", "origin", repo_url)
-            script.argv("git fetch", "git", "-C", repo_path, "fetch", "--prune", "--quiet", "origin",
-                        "+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
+            script.argv("git remote set-url", "git", "-C", repo_path, "remote", "set-url", "origin", url)
+            # A mirror made shallow by git_shallow_clone gets its history back once the setting goes.
+            unshallow = "" if depth else f" $([ -f {quote(posixpath.join(repo_path, 'shallow'))} ] && echo --unshallow)"
+            script.add("git fetch", join(fetch) + unshallow + " " + join(["origin", *REFSPECS]))
+        elif depth:
+            script.argv("git init --bare", "git", "init", "--bare", "--quiet", repo_path)
+            script.argv("git remote add", "git", "-C", repo_path, "remote", "add", "--mirror=fetch", "origin", url)
+            script.argv("git fetch", *fetch, "origin", *REFSPECS)
         else:
-            script.argv("git clone --mirror", "git", "clone", "--mirror", "--quiet", "--", repo_url, repo_path)
+            script.argv("git clone --mirror", "git", "clone", "--mirror", "--quiet", "--", url, repo_path)
         script.argv("git cat-file", "git", "-C", repo_path, "cat-file", "-e", f"{sha}^{{commit}}")
+        if tree:
+            script.argv(f"repo_tree {tree} in {sha[:12]}", "git", "-C", repo_path, "cat-file", "-e", f"{sha}:{tree}")
         script.argv("mkdir release", "mkdir", release_path)
-        script.add("git archive", f"git -C {quote(repo_path)} archive --format=tar {quote(sha)} "
-                                  f"| tar -x -f - -C {quote(release_path)}")
+        if self.submodules():
+            self._export_with_submodules(script, url, repo_path, release_path, sha, tree, target)
+        else:
+            treeish = f"{sha}:{tree}" if tree else sha
+            script.add("git archive", f"git -C {quote(repo_path)} archive --format=tar {quote(treeish)} "
+                                      f"| tar -x -f - -C {quote(release_path)}")
+
+    def _checkout_path(self, repo_path, release_path):
+        return posixpath.join(posixpath.dirname(repo_path), ".fake-checkout-" + posixpath.basename(release_path))
+
+    def _export_with_submodules(self, script, url, repo_path, release_path, sha, tree, target):
+        # A bare mirror cannot archive submodules: check the commit out in a
+        # throwaway clone that borrows the mirror's objects, let git fetch each
+        # submodule at its recorded commit, and copy the tree without .git.
+        work = self._checkout_path(repo_path, release_path)
+        script.argv("clear checkout", "rm", "-rf", "--", work)
+        script.argv("git clone --shared", "git", "clone", "--quiet", "--no-checkout", "--shared", "--", repo_path, work)
+        # Relative submodule URLs resolve against origin: make it repo_url, not the mirror.
+        script.argv("checkout origin", "git", "-C", work, "remote", "set-url", "origin", url)
+        script.argv("git checkout", "git", "-C", work, "checkout", "--quiet", "--detach", sha)
+        script.argv("git submodule update", "git", "-C", work, "submodule", "update", "--init", "--recursive", "--quiet")
+        source = posixpath.join(work, tree) if tree else work
+        script.add("copy checkout", f"tar -C {quote(source)} --exclude=.git -cf - . | tar -x -f - -C {quote(release_path)}")
+        script.argv("remove checkout", "rm", "-rf", "--", work)
+
+    def leftovers(self, deploy_path, release_name):
+        return [posixpath.join(deploy_path, ".fake-checkout-" + release_name)] if self.submodules() else []
+
+    def limit(self):
+        """At most ``git_max_concurrent`` hosts run the command that fetches, at once."""
+        n = self.max_concurrent()
+        return once_per_deploy(("fake-git-fetch-slots", n), lambda: threading.BoundedSemaphore(n))

@@ -31,6 +31,7 @@ from ..registry import Task
 from ..remote import Script, join, quote, run_command
 from ..runner import active_run
 from ..scm import strategy
+from ..scm.base import PROBE_PREFIX as SCM_PROBE_PREFIX, Resolved, Target
 from ..state import env, registry
 from .framework import (  # noqa: F401  (re-exported for fabfiles)
     deploy, ended, failed, finished, finishing, finishing_rollback, published,
@@ -236,7 +237,7 @@ class HostState:
                 st.missing.append(rest)
             elif kind == "log":
                 st.log.append(rest)
-            elif kind in ("remote", "remote-error", "noref"):
+            elif kind in ("remote", "remote-error", "noref") or kind.startswith(SCM_PROBE_PREFIX):
                 st.scm_lines.append(line)
         return st
 
@@ -268,7 +269,7 @@ def probe_script(lock_info=None, scm=None, with_log=False):
             if path in [p for k, p in linked_paths() if k == "linked_files"]:
                 target = quote(posixpath.join(shared_path(), path))
                 lines.append(f"if [ ! -e {target} ]; then echo missing {quote(path)}; problems=1; fi")
-        lines.append(scm.probe(cenv.get("repo_url"), cenv.get("branch")))
+        lines.append(scm.probe(cenv.get("repo_url"), cenv.get("branch"), repo_path=repo_path()))
     if lock_info is not None:
         info = quote(json.dumps(lock_info, sort_keys=True))
         lines += [
@@ -366,6 +367,7 @@ def _check():
         "task": action,
     }
     scm = strategy(cenv.get("scm")) if action == "deploy" else None
+    prepared = scm.prepare_once(cenv.get("repo_url"), cenv.get("branch")) if scm is not None else None
     state = inspect(lock_info, scm)
     run.record("fake_state", env.host_string, state)
     if state.lock and not state.locked_by_us:
@@ -377,7 +379,7 @@ def _check():
                         f"linked file {posixpath.join(shared_path(), path)} is missing: "
                         f"create it on the host before deploying")
     if scm is not None:
-        sha, ref, error = scm.resolve(state.scm_lines, cenv.get("branch"))
+        sha, ref, error = scm.resolve(state.scm_lines, cenv.get("branch"), prepared)
         if error:
             raise HostError(env.host_string, f"{error} (repo_url {cenv.get('repo_url')})")
         run.record("fake_revision", env.host_string, (sha, ref))
@@ -396,9 +398,10 @@ def _banner():
         return
     run = _run()
     sha, ref = _revision()
-    branch = cenv.get("branch") or ref.replace("refs/heads/", "")
+    what = strategy(cenv.get("scm")).describe(ref, cenv.get("branch"))  # 'Branch main', 'Tag v1.4.0'
+    branch = what[len("Branch "):] if what.startswith("Branch ") else what[:1].lower() + what[1:]
     run.once("banner", lambda: console().banner(
-        f"deploying {cenv.get('repo_url')} {branch} ({sha[:7]}) to {_where()}: "
+        f"deploying {' '.join(str(v) for v in (cenv.get('repo_url'), branch) if v)} ({sha[:14] if sha.startswith('sha256:') else sha[:7]}) to {_where()}: "
         f"{len(run.hosts)} host(s) as release {_release_name()}"))
 
 
@@ -443,15 +446,20 @@ def _update():
                     for k, p in links if k == "linked_files" and posixpath.dirname(p)]
     script = Script()
     script.argv("create directories", "mkdir", "-p", releases_path(), shared_path(), *shared_dirs)
-    strategy(cenv.get("scm")).create_release(
-        script, cenv.get("repo_url"), repo_path(), release, sha, state.mirror)
-    script.add("write REVISION", f"printf '%s\\n' {quote(sha)} > {quote(posixpath.join(release, 'REVISION'))}")
+    scm = strategy(cenv.get("scm"))
+    conn, host = _here()
+    scm.create_release(script, cenv.get("repo_url"), repo_path(), release, sha, state.mirror,
+                       prepared=scm.prepare_once(cenv.get("repo_url"), cenv.get("branch")),
+                       target=Target(conn, host, deploy_path(), name))
+    revision = scm.revision(Resolved(sha, ref, None))
+    script.add("write REVISION", f"printf '%s\\n' {quote(revision)} > {quote(posixpath.join(release, 'REVISION'))}")
     for _, path in links:
         inside = posixpath.join(release, path)
         script.argv(f"link {path}: clear", "rm", "-rf", "--", inside)
         script.argv(f"link {path}: parent", "mkdir", "-p", posixpath.dirname(inside))
         script.argv(f"link {path}", "ln", "-s", posixpath.join(shared_path(), path), inside)
-    _remote(script.render(), "deploy:update")
+    with scm.limit():
+        _remote(script.render(), "deploy:update")
 
 
 def _switch_steps(script, name):
@@ -479,8 +487,8 @@ def _symlink():
 def _finish():
     state = _facts()
     name, sha, ref = env.release_name, env.fake_revision, env.fake_ref or ""
-    branch = cenv.get("branch") or ref.replace("refs/heads/", "").replace("refs/tags/", "")
-    line = f"Branch {branch} (at {sha}) deployed as release {name} by {_user()}"
+    what = strategy(cenv.get("scm")).describe(ref, cenv.get("branch"))
+    line = f"{what} (at {sha}) deployed as release {name} by {_user()}"
     lives = {st.live for st in _run().collect("fake_state").values()} | {name}
     doomed = [n for n in releases_to_remove(set(state.releases) | {name}, cenv.get("keep_releases"), name)
               if n not in lives]
@@ -556,6 +564,9 @@ def _failed():
         rel = quote(posixpath.join("releases", name))
         script = (f"cur=$(readlink {quote(current_path())} 2>/dev/null || true)\n"
                   f"if [ \"$cur\" != {rel} ]; then rm -rf -- {quote(release_path(name))}; fi\n")
+        leftovers = strategy(cenv.get("scm")).leftovers(deploy_path(), name)
+        if leftovers:
+            script += join(["rm", "-rf", "--", *leftovers]) + "\n"
         _remote(script, f"remove unpublished release {name}")
         return
     if _run().shared.get("stage") in ("publishing", "published"):

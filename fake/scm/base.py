@@ -1,0 +1,162 @@
+"""The interface every way of filling a release implements.
+
+``env.scm`` names a strategy (``'git'``, ``'copy'``) or is an object with
+these methods. ``fake.tasks.deploy`` calls them in this order:
+
+1. ``validate`` before any connection (preflight), on the controller;
+2. ``prepare`` once per deploy on the controller, before any host is probed
+   or locked (``prepare_once`` does the once);
+3. ``probe``: shell joined into ``deploy:check``'s read-only inspection;
+4. ``resolve``: the probe's lines (and what ``prepare`` made) become a
+   revision, or an error for that host;
+5. ``create_release``: steps added to the one batched update command, run
+   inside ``limit()``; it may upload first;
+6. ``revision``: the text written to ``REVISION``; ``describe`` says what
+   was deployed, for the output and ``revisions.log``.
+
+A deploy that fails before publishing removes ``leftovers`` with the
+release, in the command that already removes the release.
+"""
+
+import contextlib
+import posixpath
+import threading
+from collections import namedtuple
+
+from ..env import CallableEnv
+from ..exceptions import ConfigError
+
+__all__ = ["Strategy", "Resolved", "Target", "once_per_deploy", "PROBE_PREFIX"]
+
+PROBE_PREFIX = "scm-"  # probe lines of this kind reach resolve()
+
+# revision: what REVISION holds; ref: what it came from (refs/heads/x, refs/tags/x,
+# 'commit', 'dir:<path>'); error: why this host cannot deploy, or None.
+Resolved = namedtuple("Resolved", "revision ref error")
+
+# Where create_release works: the host's connection and name, and the deploy's paths.
+Target = namedtuple("Target", "connection host deploy_path release_name")
+
+
+class Strategy:
+    """Base class with no-op defaults; subclasses override what they need."""
+
+    name = "?"
+
+    # -- settings --------------------------------------------------------
+    def setting(self, key, default=None):
+        """``env`` value for the current host (callables evaluated)."""
+        from ..state import env
+
+        value = CallableEnv(env).get(key)
+        return default if value is None else value
+
+    def int_setting(self, key, default=None, minimum=0):
+        value = self.setting(key, default)
+        if value is None or value is False:
+            return None
+        try:
+            number = int(value)
+            if number < minimum or isinstance(value, float) and value != number:
+                raise ValueError
+        except (TypeError, ValueError):
+            raise ConfigError(f"env.{key} must be a whole number >= {minimum}, got {value!r}") from None
+        return number
+
+    def bool_setting(self, key):
+        value = self.setting(key, False)
+        if isinstance(value, str):  # --set key=true
+            if value.strip().lower() in ("", "0", "false", "no", "off"):
+                return False
+            if value.strip().lower() in ("1", "true", "yes", "on"):
+                return True
+            raise ConfigError(f"env.{key} must be true or false, got {value!r}")
+        return bool(value)
+
+    def tree(self):
+        """``env.repo_tree``: the subdirectory to deploy, normalised, or None for all."""
+        value = self.setting("repo_tree")
+        if value in (None, "", ".", "/"):
+            return None
+        text = str(value)
+        norm = posixpath.normpath(text).strip("/")
+        if text.startswith(("/", "-")) or norm.split("/")[0] == ".." or any(ord(ch) < 32 for ch in text):
+            raise ConfigError(f"env.repo_tree {value!r} must be a relative path inside the repository")
+        return None if norm == "." else norm
+
+    # -- the interface ---------------------------------------------------------
+    def validate(self, repo_url, branch):
+        """Raise ConfigError for unusable settings; runs before any connection."""
+
+    def prepare_key(self, repo_url, branch):
+        """What makes two hosts' prepared artifacts the same (roles may differ)."""
+        return (type(self).__name__, repo_url, branch)
+
+    def prepare(self, repo_url, branch):
+        """Controller-side work done once per deploy; its result goes to resolve and create_release."""
+        return None
+
+    def prepare_once(self, repo_url, branch):
+        key = ("fake-scm-prepare",) + tuple(self.prepare_key(repo_url, branch))
+        return once_per_deploy(key, lambda: self.prepare(repo_url, branch))
+
+    def probe(self, repo_url, branch, repo_path=None):
+        """Read-only shell; print ``scm-...`` lines, set ``problems=1`` if the host cannot deploy."""
+        return ""
+
+    def resolve(self, lines, branch, prepared=None):
+        """Resolved(revision, ref, error) from this host's probe lines."""
+        raise NotImplementedError
+
+    def create_release(self, script, repo_url, repo_path, release_path, revision, mirror_present,
+                       prepared=None, target=None):
+        """Add the steps that fill ``release_path`` to the update Script."""
+        raise NotImplementedError
+
+    def revision(self, resolved):
+        """The text of REVISION."""
+        return resolved[0]
+
+    def describe(self, ref, branch):
+        """'Branch master', 'Tag v1.4.0', 'Commit 1a2b3c4': what was deployed."""
+        ref = ref or ""
+        if ref.startswith("refs/heads/"):
+            return "Branch " + ref[len("refs/heads/"):]
+        if ref.startswith("refs/tags/"):
+            return "Tag " + ref[len("refs/tags/"):].removesuffix("^{}")
+        if ref == "commit":
+            return f"Commit {branch}"
+        if ref.startswith("dir:"):
+            return "Directory " + ref[4:]
+        return f"Branch {branch or ref or 'HEAD'}"
+
+    def limit(self):
+        """Held around this host's update command (e.g. to limit concurrent fetches)."""
+        return contextlib.nullcontext()
+
+    def leftovers(self, deploy_path, release_name):
+        """Paths a failed update may leave; removed with the unpublished release."""
+        return []
+
+
+def once_per_deploy(key, compute):
+    """``compute()`` once per deploy (per flow) for all hosts; a failure is kept and re-raised to each.
+
+    Unlike ``Run.once`` this does not hold the run's lock while computing,
+    and a failure is not retried by every other host.
+    """
+    from ..runner import active_run
+
+    run = active_run()
+    if run is None:
+        return compute()
+    slot = run.once(key, lambda: {"lock": threading.Lock()})
+    with slot["lock"]:
+        if "value" not in slot and "error" not in slot:
+            try:
+                slot["value"] = compute()
+            except Exception as e:
+                slot["error"] = e
+        if "error" in slot:
+            raise slot["error"]
+        return slot["value"]
