@@ -19,7 +19,7 @@ import time
 import pytest
 
 from tests.e2e.conftest import explain
-from tests.e2e.sshd import TEST_USER, check_traversable, commit, make_repo
+from tests.e2e.sshd import TEST_USER, commit, make_repo
 from tests.e2e.test_deploy import APP, live, ok, releases, sha_of, snapshot
 
 FABFILE = '''
