@@ -116,7 +116,7 @@ def linked_paths():
     return out
 
 
-_PER_FLOW = ("fake_published", "fake_release_created", "fake_revision", "fake_ref",
+_PER_FLOW = ("fake_published", "fake_finished", "fake_release_created", "fake_revision", "fake_ref",
              "release_name", "release_path", "previous_release", "rolled_back_from")
 
 
@@ -492,6 +492,7 @@ def _finish():
     lives = {st.live for st in _run().collect("fake_state").values()} | {name}
     doomed = [n for n in releases_to_remove(set(state.releases) | {name}, cenv.get("keep_releases"), name)
               if n not in lives]
+    env.fake_finished = True  # from here on a failure leaves the new release live
     script = Script()
     script.add("log revision", f"printf '%s\\n' {quote(line)} >> {quote(posixpath.join(deploy_path(), 'revisions.log'))}")
     if doomed:
@@ -558,9 +559,9 @@ def _archive_rolled_back():
 @_task("deploy:failed", "After a failure: remove an unpublished release, or switch a published one back.")
 def _failed():
     name = env.get("fake_release_created")
-    if not name:
-        return
     if not env.get("fake_published"):
+        if not name:
+            return
         rel = quote(posixpath.join("releases", name))
         script = (f"cur=$(readlink {quote(current_path())} 2>/dev/null || true)\n"
                   f"if [ \"$cur\" != {rel} ]; then rm -rf -- {quote(release_path(name))}; fi\n")
@@ -569,27 +570,34 @@ def _failed():
             script += join(["rm", "-rf", "--", *leftovers]) + "\n"
         _remote(script, f"remove unpublished release {name}")
         return
-    if _run().shared.get("stage") in ("publishing", "published"):
-        _switch_back(name, env.get("previous_release"))
+    stage = _run().shared.get("stage")
+    if stage in ("publishing", "published") or (stage == "finishing" and not env.get("fake_finished")):
+        if env.get("fake_action") == "rollback":
+            _switch_back(env.release_name, env.get("rolled_back_from"), mark_bad=False)
+        else:
+            _switch_back(env.release_name, env.get("previous_release"))
 
 
-def _switch_back(name, previous):
-    """Put current back where it was, mark the release bad, and log it."""
+def _switch_back(name, previous, mark_bad=True):
+    """Put current back where it was, mark a deployed release bad, and log it."""
     d = deploy_path()
     script = Script()
     if previous:
         _switch_steps(script, previous)
     else:
         script.argv("remove current", "rm", "-f", current_path())
-    script.argv("mark release bad", "touch", posixpath.join(release_path(name), BAD_MARKER))
-    line = f"Release {name} was switched back to {previous or 'nothing'} after a failed deploy by {_user()}"
+    if mark_bad:
+        script.argv("mark release bad", "touch", posixpath.join(release_path(name), BAD_MARKER))
+    what = "deploy" if mark_bad else "rollback"
+    line = f"Release {name} was switched back to {previous or 'nothing'} after a failed {what} by {_user()}"
     script.add("log revert", f"printf '%s\\n' {quote(line)} >> {quote(posixpath.join(d, 'revisions.log'))}")
     _remote(script.render(), "switch back")
     env.fake_published = False
-    _run().note(env.host_string, f"switched back to {previous or 'no release'} ({name} marked bad)")
+    _run().note(env.host_string, f"switched back to {previous or 'no release'}"
+                + (f" ({name} marked bad)" if mark_bad else ""))
 
 
-@_task("deploy:healthcheck", "Run env.healthcheck on each host after publishing; failure switches all back.")
+@_task("deploy:healthcheck", "Run env.healthcheck on each host once live; a failure switches all back.")
 def _healthcheck():
     check = env.get("healthcheck")
     if not check or env.get("fake_action") != "deploy":
@@ -624,7 +632,7 @@ after("publishing", "deploy:symlink")
 after("finishing", "deploy:finish")
 after("reverting", "deploy:revert")
 after("finishing_rollback", "deploy:archive_rolled_back")
-after("published", "deploy:healthcheck")
+before("finishing", "deploy:healthcheck")  # after every published hook (restart there)
 after("failed", "deploy:failed")
 after("ended", "deploy:unlock_own")
 

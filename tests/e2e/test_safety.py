@@ -316,3 +316,32 @@ def test_random_failures_never_split_the_fleet_or_lose_shared_files(fab, app, re
         for host in fleet.hosts:
             assert host.sh(f"cat {APP}/shared/static/precious.txt").strip() == f"precious-{host.name}", state
             assert host.sh(f"test -d {APP}/current/ && echo ok").strip() == "ok", state
+
+
+def test_health_check_runs_after_published_hooks(fab, app, repo):
+    fleet = app(extra='''
+        env.healthcheck = "test -e /srv/restarted"
+        @task
+        def restart():
+            run("touch /srv/restarted")
+        after(published, restart)
+    ''')
+    proc = ok(deploy(fab, fleet, "deploy"))
+    for host in fleet.hosts:
+        assert marker(host, "/srv/restarted"), explain(proc)
+
+
+def test_rollback_failing_after_the_switch_is_switched_back(fab, app, repo):
+    fleet = app(extra=sabotage_hook("break_rollback", "published",
+                                    'run("exit 5") if env.fake_action == "rollback" and env.host_string == "db1" else None'))
+    ok(deploy(fab, fleet, "deploy"))
+    commit(repo, {"app.py": "print('v2')\n"}, "v2")
+    ok(deploy(fab, fleet, "deploy"))
+    before = {h.name: live(h) for h in fleet.hosts}
+    proc = fab(["-R", "production", "rollback"], fleet=fleet, env={"BREAK": "break_rollback"})
+    assert proc.returncode != 0 and "[db1]" in proc.stderr, explain(proc)
+    for host in fleet.hosts:
+        assert live(host) == before[host.name], host.name
+        assert not marker(host, f"{APP}/current/.fake-bad"), "a rollback target is not marked bad"
+        assert "after a failed rollback" in host.sh(f"cat {APP}/revisions.log")
+    assert no_lock_anywhere(fleet)

@@ -430,7 +430,8 @@ def test_library_deploy_and_rollback_flows(library_registry):
     assert stages["starting"] == ["starting", "deploy:check", "deploy:banner"]
     assert stages["updating"] == ["updating", "deploy:update"]
     assert stages["publishing"] == ["publishing", "deploy:symlink"]
-    assert stages["finishing"] == ["finishing", "deploy:finish"]
+    # the health check runs first in finishing: after every published hook
+    assert stages["finishing"] == ["deploy:healthcheck", "finishing", "deploy:finish"]
     assert stages["started"] == ["started"]
     assert names(fc.on_failure) == ["failed", "deploy:failed"]
     assert names(fc.final) == ["ended", "deploy:unlock_own"]
@@ -468,8 +469,8 @@ def test_fabfile_hooks_and_stage_replacement_in_the_library_flow(library_registr
     assert names(stages["updated"]) == ["updated", "migrate"]
     assert names(stages["finished"]) == ["finished", "restart"]
     # the replacement runs as the stage, and the stage's library hooks stay
-    assert stages["finishing"][0].task is my_finishing
-    assert names(stages["finishing"]) == ["finishing", "deploy:finish"]
+    assert stages["finishing"][1].task is my_finishing
+    assert names(stages["finishing"]) == ["deploy:healthcheck", "finishing", "deploy:finish"]
 
 
 # -- @roles and @runs_once ---------------------------------------------------------
