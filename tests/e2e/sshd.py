@@ -76,6 +76,7 @@ class Host:
         self.port = None
         self.proc = None
         self.mnt_ns = None
+        self._ns_fd = None  # keeps the namespace, and so its id, ours until stop()
 
     def __repr__(self):
         return f"<Host {self.name} port={self.port} pid={self.pid}>"
@@ -131,11 +132,16 @@ class Host:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        for pid in self._namespace_pids():
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        try:
+            for pid in self._namespace_pids():
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        finally:
+            if self._ns_fd is not None:
+                os.close(self._ns_fd)
+                self._ns_fd = None
 
     def _namespace_pids(self):
         if self.mnt_ns is None:
@@ -186,7 +192,11 @@ class Host:
                     f" log tail:\n{_tail(self.log_path)}"
                 )
             time.sleep(0.01)
-        self.mnt_ns = os.readlink(f"/proc/{self.pid}/ns/mnt")
+        # Hold the namespace open: the kernel reuses a freed namespace's id at
+        # once, so without this, stop() could match (and SIGKILL) processes of
+        # a namespace created meanwhile by another fleet or another process.
+        self._ns_fd = os.open(f"/proc/{self.pid}/ns/mnt", os.O_RDONLY)
+        self.mnt_ns = f"mnt:[{os.fstat(self._ns_fd).st_ino}]"
 
 
 class Fleet:
@@ -196,9 +206,19 @@ class Fleet:
     one is created and removed on close; a given workdir is kept (its logs
     help debugging) but must be traversable by the test user, because sshd
     reads authorized_keys as that user.
+
+    Optional, for benchmarks: ``extra_config`` is a list of sshd_config
+    lines appended to every host's config, or a callable taking the `Host`
+    (name, dir and port are set) and returning such a list, e.g. a per-host
+    ``ForceCommand``.  ``sftp_subsystem`` replaces ``internal-sftp`` as the
+    sftp Subsystem command; under ``ForceCommand`` use the external binary
+    (e.g. ``/usr/lib/openssh/sftp-server``), because sshd then runs the
+    forced command with the subsystem's command line in
+    ``SSH_ORIGINAL_COMMAND``.
     """
 
-    def __init__(self, n, workdir=None, names=None):
+    def __init__(self, n, workdir=None, names=None, extra_config=None,
+                 sftp_subsystem="internal-sftp"):
         names = list(names) if names else [f"web{i}" for i in range(1, n + 1)]
         if len(names) != n or len(set(names)) != n:
             raise ValueError(f"need {n} distinct names, got {names}")
@@ -206,6 +226,8 @@ class Fleet:
         if workdir is None:
             workdir = tempfile.mkdtemp(prefix="fake-fleet-")
         self.workdir = Path(workdir).resolve()
+        self.extra_config = extra_config
+        self.sftp_subsystem = sftp_subsystem
         self.hosts = []
         try:
             self._start(names)
@@ -285,8 +307,17 @@ class Fleet:
             "MaxStartups 100\n"
             "MaxSessions 100\n"
             "AllowTcpForwarding yes\n"
-            "Subsystem sftp internal-sftp\n"
+            f"Subsystem sftp {self.sftp_subsystem}\n"
+            + "".join(f"{line}\n" for line in self._extra_lines(host))
         )
+
+    def _extra_lines(self, host):
+        extra = self.extra_config
+        if extra is None:
+            return []
+        if callable(extra):
+            extra = extra(host)
+        return [str(line).rstrip("\n") for line in extra]
 
     def close(self):
         """Stop every host this fleet started (by PID), then clean up."""
