@@ -135,9 +135,9 @@ class Fab(fabric.main.Fab):
     def load_collection(self):
         try:
             super().load_collection()
-        except (Exit, FakeError):
+        except Exit:
             raise
-        except Exception as e:
+        except Exception as e:  # FakeError too: Invoke would show it as a traceback
             self._bail(e, "could not load the fabfile")
         if getattr(self, "collection", None) is not None:
             self._merge_registry(self.collection)

@@ -4,10 +4,12 @@ These are the Fabric 1 style calls a fabfile makes without a ``c`` argument;
 they act on the connection of the host the task is running on.
 """
 
+import re
+
 import invoke
 
 from .env import current_scope
-from .exceptions import HostCommandError, HostError
+from .exceptions import ConfigError, HostCommandError, HostError
 from .remote import require_target, run_command
 
 __all__ = ["run", "sudo", "put", "get", "test", "local"]
@@ -27,17 +29,20 @@ def _timeout(timeout):
     return number("command_timeout", CallableEnv(env).get("command_timeout"), 0.001)
 
 
-def run(command, hide=False, warn=False, timeout=None, **kwargs):
+def run(command, hide=None, warn=None, timeout=None, **kwargs):
     """Run a shell command on the current host; fail naming host and command."""
     conn, host = _here(f"run({command!r})")
     return run_command(conn, command, host=host, hide=hide, warn=warn,
                        timeout=_timeout(timeout), **kwargs)
 
 
-def sudo(command, user=None, hide=False, warn=False, timeout=None, **kwargs):
-    """Run a command through sudo on the current host."""
+def sudo(command, user=None, hide=None, warn=None, timeout=None, **kwargs):
+    """Run a command through sudo on the current host (as ``user``, default root)."""
     conn, host = _here(f"sudo({command!r})")
     if user:
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_.-]*$", str(user)):
+            # Invoke puts the user into `sudo -u USER` unquoted.
+            raise ConfigError(f"sudo user {user!r} is not a valid user name")
         kwargs["user"] = user
     return run_command(conn, command, host=host, sudo=True, hide=hide, warn=warn,
                        timeout=_timeout(timeout), **kwargs)

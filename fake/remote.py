@@ -78,7 +78,8 @@ class Script:
     Each step is shell text built from quoted pieces. With ``set -e`` the
     first failing step stops the script, and an EXIT trap prints its label
     on stderr so the error can say which step failed. A step is one simple
-    command or pipeline: ``set -e`` ignores failures inside ``a && b``.
+    command: ``set -e`` ignores failures inside ``a && b``, and a pipeline
+    reports only its last command.
     """
 
     MARK = "fake-failed-step: "
@@ -322,7 +323,7 @@ def describe_connect_error(conn, error, timeout=None):
     return f"cannot connect to {where}: {type(error).__name__}: {error}"
 
 
-def run_command(target, command, *, host=None, sudo=False, hide=False, warn=False,
+def run_command(target, command, *, host=None, sudo=False, hide=None, warn=None,
                 timeout=None, label=None, **kwargs):
     """Run ``command`` on ``target``; raise HostCommandError unless ``warn``.
 
@@ -332,10 +333,14 @@ def run_command(target, command, *, host=None, sudo=False, hide=False, warn=Fals
     host = host or getattr(target, "host", None) or "?"
     full = with_cwd(command)
     out = console()
-    run_config = getattr(getattr(target, "config", None), "run", None)
-    if run_config is not None:
-        warn = warn or bool(run_config.get("warn"))  # fab -w
-        hide = hide or bool(run_config.get("hide"))  # fab --hide
+    # None means "as the command line says" (fab -w, --hide): user commands.
+    # Fake's own steps pass False/True explicitly, so -w never hides their failures.
+    run_config = getattr(getattr(target, "config", None), "run", None) or {}
+    warn = bool(run_config.get("warn")) if warn is None else warn
+    hide = bool(run_config.get("hide")) if hide is None else hide
+    if sudo:
+        # sudo applies to one command: wrap cd prefixes and && lists in a shell.
+        full = "sh -c " + quote(full)
     opts = dict(warn=True, hide=True, in_stream=False, **kwargs)
     if timeout:
         opts["timeout"] = timeout

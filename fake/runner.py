@@ -13,6 +13,7 @@ import time
 import traceback
 from collections import deque
 
+import fabric
 import invoke
 
 from . import roles as rolelib
@@ -65,6 +66,7 @@ class Run:
         self.once_done = set()
         self.shared = {}
         self.interrupted = None
+        self.aborted = False
         self._lock = threading.RLock()
         self._host_locks = {}
 
@@ -192,9 +194,10 @@ class Run:
             for host in hosts:
                 self.scope(host, roles=wanted)
         if getattr(task, "runs_once", False):
-            if task.name in self.once_done:
-                return None
-            self.once_done.add(task.name)
+            with self._lock:  # execute() may ask from several host threads at once
+                if task.name in self.once_done:
+                    return None
+                self.once_done.add(task.name)
             hosts = hosts[:1]
         return hosts
 
@@ -217,7 +220,11 @@ class Run:
             if getattr(call.task, "roles", None) or not hosts == []:
                 return {}
             return {None: self._call_without_host(call)}
+        if self.interrupted:
+            raise Interrupted(self.interrupted)
         results, failures, skipped = self._parallel(targets, lambda h: self._call_on(call, h))
+        for host in skipped:
+            self.outcome[host] = Interrupted(self.interrupted or "SIGINT")
         for host in results:
             self.outcome.setdefault(host, "ok")
         for host, err in failures.items():
@@ -307,11 +314,15 @@ class Run:
             raise
         finally:
             reached = [h for h in hosts if h in self.connections]
-            if failure is not None and fcall.on_failure:
-                self._cleanup(fcall.on_failure, reached, failure)
-            if fcall.final:
-                self._cleanup(fcall.final, reached, failure)
-            self.shared = saved
+            try:
+                if self.aborted:
+                    pass  # a second Ctrl-C: no clean-up while commands may still run
+                elif failure is not None and fcall.on_failure:
+                    self._cleanup(fcall.on_failure, reached, failure)
+            finally:
+                if fcall.final and not self.aborted:
+                    self._cleanup(fcall.final, reached, failure)
+                self.shared = saved
 
     def plan_flow(self, fcall, hosts):
         """--dry-run: read each host's state, then say what the flow would do.
@@ -405,6 +416,11 @@ class Run:
                 signame = getattr(e, "signame", "SIGINT")
                 if not interruptible or self.interrupted:
                     self.interrupted = self.interrupted or signame
+                    self.aborted = True
+                    with lock:
+                        for host in hosts:
+                            if host not in results and host not in failures:
+                                self.outcome[host] = Interrupted(signame)
                     reached = ", ".join(self.connections) or "none"
                     self.say(f"aborting now: these hosts may be left locked or half-changed "
                              f"(check them, then unlock): {reached}", err=True)
@@ -433,7 +449,7 @@ def execute(task, *args, hosts=None, roles=None, **kwargs):
     run = active_run()
     own = run is None
     if own:
-        run = Run(state.env, state.registry)
+        run = Run(state.env, state.registry, fabric.Config())
     try:
         calls = run.registry.expand(task, kwargs)
         if args:

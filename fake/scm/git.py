@@ -183,9 +183,18 @@ class Git(Strategy):
         if self.submodules():
             self._export_with_submodules(script, url, repo_path, release_path, sha, tree, target)
         else:
+            # Through a file, not a pipe: in `git archive | tar -x` a dying git can
+            # leave tar a clean but partial stream, and set -e sees only tar.
             treeish = f"{sha}:{tree}" if tree else sha
-            script.add("git archive", f"git -C {quote(repo_path)} archive --format=tar {quote(treeish)} "
-                                      f"| tar -x -f - -C {quote(release_path)}")
+            tarball = self._tarball(release_path)
+            script.argv("git archive", "git", "-C", repo_path, "archive", "--format=tar", "-o", tarball, treeish)
+            script.argv("unpack release", "tar", "-x", "-f", tarball, "-C", release_path)
+            script.argv("remove archive", "rm", "-f", "--", tarball)
+
+    @staticmethod
+    def _tarball(release_path):
+        """The export's temporary tar, beside the release (hidden from releases/*)."""
+        return posixpath.join(posixpath.dirname(release_path), "." + posixpath.basename(release_path) + ".tar")
 
     def _checkout_path(self, repo_path, release_path):
         return posixpath.join(posixpath.dirname(repo_path), ".fake-checkout-" + posixpath.basename(release_path))
@@ -202,11 +211,16 @@ class Git(Strategy):
         script.argv("git checkout", "git", "-C", work, "checkout", "--quiet", "--detach", sha)
         script.argv("git submodule update", "git", "-C", work, "submodule", "update", "--init", "--recursive", "--quiet")
         source = posixpath.join(work, tree) if tree else work
-        script.add("copy checkout", f"tar -C {quote(source)} --exclude=.git -cf - . | tar -x -f - -C {quote(release_path)}")
+        tarball = self._tarball(release_path)
+        script.argv("pack checkout", "tar", "-C", source, "--exclude=.git", "-cf", tarball, ".")
+        script.argv("unpack checkout", "tar", "-x", "-f", tarball, "-C", release_path)
+        script.argv("remove archive", "rm", "-f", "--", tarball)
         script.argv("remove checkout", "rm", "-rf", "--", work)
 
     def leftovers(self, deploy_path, release_name):
-        return [posixpath.join(deploy_path, ".fake-checkout-" + release_name)] if self.submodules() else []
+        tarball = self._tarball(posixpath.join(deploy_path, "releases", release_name))
+        checkout = [posixpath.join(deploy_path, ".fake-checkout-" + release_name)] if self.submodules() else []
+        return [tarball, *checkout]
 
     def limit(self):
         """At most ``git_max_concurrent`` hosts run the command that fetches, at once."""

@@ -24,11 +24,11 @@ import re
 import socket
 import uuid
 
-from ..env import CallableEnv, current_scope
+from ..env import CallableEnv, current_scope, number
 from ..exceptions import ConfigError, HostError, MissingSetting
 from ..output import QUIET, console
 from ..registry import Task
-from ..remote import Script, join, quote, run_command
+from ..remote import Script, join, quote, require_target, run_command
 from ..runner import active_run
 from ..scm import strategy
 from ..scm.base import PROBE_PREFIX as SCM_PROBE_PREFIX, Resolved, Target
@@ -113,10 +113,18 @@ def linked_paths():
             if not path or norm.startswith("/") or norm.split("/")[0] == ".." or norm == ".":
                 raise ConfigError(f"env.{key} entry {path!r} must be a relative path inside the release")
             out.append((key, norm))
+    paths = [p for _, p in out]
+    for path in paths:
+        for other in paths:
+            if other != path and path.startswith(other + "/"):
+                raise ConfigError(f"linked path {path!r} is inside linked path {other!r}: it is shared "
+                                  f"already, and linking both would delete it from shared/")
+        if paths.count(path) > 1:
+            raise ConfigError(f"linked path {path!r} is listed twice")
     return out
 
 
-_PER_FLOW = ("fake_published", "fake_finished", "fake_release_created", "fake_revision", "fake_ref",
+_PER_FLOW = ("fake_published", "fake_finished", "previous_current", "fake_release_created", "fake_revision", "fake_ref",
              "release_name", "release_path", "previous_release", "rolled_back_from")
 
 
@@ -285,13 +293,17 @@ def probe_script(lock_info=None, scm=None, with_log=False):
 
 def _here():
     scope = current_scope()
-    return scope.connection, scope.host
+    return require_target(scope, "a deploy step"), scope.host
+
+
+def _timeout(key="command_timeout"):
+    return number(key, cenv.get(key), 0.001)
 
 
 def _remote(command, label):
+    """One of Fake's own commands: hidden, never warn-only, errors name the step."""
     conn, host = _here()
-    return run_command(conn, command, host=host, hide=True, label=label,
-                       timeout=cenv.get("command_timeout"))
+    return run_command(conn, command, host=host, hide=True, warn=False, label=label, timeout=_timeout())
 
 
 def inspect(lock_info=None, scm=None, with_log=False):
@@ -438,7 +450,7 @@ def _update():
     sha, ref = _revision()
     release = release_path(name)
     env.update(release_name=name, release_path=release, fake_release_created=name,
-               fake_revision=sha, fake_ref=ref, previous_release=state.live)
+               fake_revision=sha, fake_ref=ref, previous_release=state.live, previous_current=state.current)
     _run().annotate(env.host_string, release=name, commit=sha)
     links = linked_paths()
     shared_dirs = [posixpath.join(shared_path(), p) for k, p in links if k == "linked_dirs"]
@@ -455,6 +467,12 @@ def _update():
     script.add("write REVISION", f"printf '%s\\n' {quote(revision)} > {quote(posixpath.join(release, 'REVISION'))}")
     for _, path in links:
         inside = posixpath.join(release, path)
+        parents = path.split("/")[:-1]
+        for i in range(len(parents)):
+            # A symlink in the release above a linked path would make rm -rf
+            # below reach outside the release (into shared/, or anywhere).
+            parent = posixpath.join(release, *parents[: i + 1])
+            script.argv(f"link {path}: {'/'.join(parents[: i + 1])} is not a symlink", "test", "!", "-L", parent)
         script.argv(f"link {path}: clear", "rm", "-rf", "--", inside)
         script.argv(f"link {path}: parent", "mkdir", "-p", posixpath.dirname(inside))
         script.argv(f"link {path}", "ln", "-s", posixpath.join(shared_path(), path), inside)
@@ -462,14 +480,16 @@ def _update():
         _remote(script.render(), "deploy:update")
 
 
-def _switch_steps(script, name):
-    """current -> releases/<name> atomically: a new link renamed over the old one.
+def _switch_steps(script, name=None, target=None):
+    """current -> releases/<name> (or the link text ``target``) atomically.
 
-    ``ln -sfn`` would unlink then create, leaving a moment with no current.
+    A new link renamed over the old one: ``ln -sfn`` would unlink and then
+    create, leaving a moment with no current.
     """
-    tmp = posixpath.join(deploy_path(), f".current.{name}.tmp")
+    target = target or posixpath.join("releases", name)
+    tmp = posixpath.join(deploy_path(), ".current.fake.tmp")
     script.argv("remove stale temp link", "rm", "-f", tmp)
-    script.argv("ln -s", "ln", "-s", posixpath.join("releases", name), tmp)
+    script.argv("ln -s", "ln", "-s", target, tmp)
     script.argv("mv -T", "mv", "-T", tmp, current_path())
 
 
@@ -536,7 +556,8 @@ def _revert():
                         + "; make them agree, or pass --force to roll back each host on its own")
     if isinstance(target, Exception) or target is None:
         raise HostError(env.host_string, f"cannot roll back: {target}")
-    env.update(release_name=target, release_path=release_path(target), rolled_back_from=state.live)
+    env.update(release_name=target, release_path=release_path(target), rolled_back_from=state.live,
+               previous_current=state.current)
     run.annotate(env.host_string, release=target, commit=state.releases.get(target))
     run.once("banner", lambda: console().banner(
         f"rolling back {_where()}: {len(run.hosts)} host(s) from release {state.live} to {target}"))
@@ -561,42 +582,67 @@ def _archive_rolled_back():
 @_task("deploy:failed", "After a failure: remove an unpublished release, or switch a published one back.")
 def _failed():
     name = env.get("fake_release_created")
+    previous = env.get("previous_current")
     if not env.get("fake_published"):
         if not name:
             return
-        rel = quote(posixpath.join("releases", name))
-        script = (f"cur=$(readlink {quote(current_path())} 2>/dev/null || true)\n"
-                  f"if [ \"$cur\" != {rel} ]; then rm -rf -- {quote(release_path(name))}; fi\n")
-        leftovers = strategy(cenv.get("scm")).leftovers(deploy_path(), name)
-        if leftovers:
-            script += join(["rm", "-rf", "--", *leftovers]) + "\n"
-        _remote(script, f"remove unpublished release {name}")
+        _remove_unpublished(name, previous)
         return
     stage = _run().shared.get("stage")
     if stage in ("publishing", "published") or (stage == "finishing" and not env.get("fake_finished")):
-        if env.get("fake_action") == "rollback":
-            _switch_back(env.release_name, env.get("rolled_back_from"), mark_bad=False)
-        else:
-            _switch_back(env.release_name, env.get("previous_release"))
+        _switch_back(env.release_name, previous, mark_bad=env.get("fake_action") != "rollback")
+
+
+def _remove_unpublished(name, previous):
+    """Remove this run's release; first undo a switch whose result never came back.
+
+    The command's last test fails if current still points at the release,
+    so a host that could not be put back is reported, not silently kept.
+    """
+    cur, rel = quote(current_path()), quote(posixpath.join("releases", name))
+    back = Script()
+    if previous:
+        _switch_steps(back, target=previous)
+    else:
+        back.argv("remove current", "rm", "-f", current_path())
+    undo = " && ".join(shell for _, shell in back.steps)
+    leftovers = strategy(cenv.get("scm")).leftovers(deploy_path(), name)
+    script = "\n".join([
+        f"cur=$(readlink {cur} 2>/dev/null || true)",
+        f"if [ \"$cur\" = {rel} ]; then {undo}; fi",
+        f"cur=$(readlink {cur} 2>/dev/null || true)",
+        f"if [ \"$cur\" != {rel} ]; then {join(['rm', '-rf', '--', release_path(name), *leftovers])}; fi",
+        f"test \"$(readlink {cur} 2>/dev/null || true)\" != {rel}",
+    ]) + "\n"
+    _remote(script, f"remove unpublished release {name}")
 
 
 def _switch_back(name, previous, mark_bad=True):
-    """Put current back where it was, mark a deployed release bad, and log it."""
+    """Put current back to the link it had (``previous``), mark a deployed release bad, log it."""
     d = deploy_path()
     script = Script()
     if previous:
-        _switch_steps(script, previous)
+        _switch_steps(script, target=previous)
     else:
         script.argv("remove current", "rm", "-f", current_path())
     if mark_bad:
         script.argv("mark release bad", "touch", posixpath.join(release_path(name), BAD_MARKER))
     what = "deploy" if mark_bad else "rollback"
-    line = f"Release {name} was switched back to {previous or 'nothing'} after a failed {what} by {_user()}"
+    shown = _link_name(previous) or "nothing"
+    line = f"Release {name} was switched back to {shown} after a failed {what} by {_user()}"
     script.add("log revert", f"printf '%s\\n' {quote(line)} >> {quote(posixpath.join(d, 'revisions.log'))}")
     _remote(script.render(), "switch back")
     env.fake_published = False
-    _run().note(env.host_string, f"switched back to {previous or 'no release'}"
+    _run().note(env.host_string, f"switched back to {_link_name(previous) or 'no release'}"
                 + (f" ({name} marked bad)" if mark_bad else ""))
+
+
+def _link_name(target):
+    """A release name for ``releases/<name>``, else the link text as it was."""
+    if not target:
+        return None
+    base = posixpath.basename(target.rstrip("/"))
+    return base if RELEASE_NAME.match(base) else target
 
 
 @_task("deploy:healthcheck", "Run env.healthcheck on each host once live; a failure switches all back.")
@@ -607,10 +653,10 @@ def _healthcheck():
     if isinstance(check, str):
         conn, host = _here()
         result = run_command(conn, f"cd {quote(current_path())} && {check}", host=host, hide=True, warn=True,
-                             timeout=cenv.get("healthcheck_timeout") or cenv.get("command_timeout"))
+                             timeout=_timeout("healthcheck_timeout") or _timeout())
         if result.exited != 0:
-            out = (result.stdout + result.stderr).strip().splitlines()[-3:]
-            raise HostError(host, f"health check {check!r} failed (exit {result.exited}): {' | '.join(out)}")
+            out = " | ".join((result.stdout + result.stderr).strip().splitlines()[-3:])
+            raise HostError(host, f"health check {check!r} failed (exit {result.exited})" + (f": {out}" if out else ""))
         return
     outcome = check()
     if outcome is False:
@@ -619,9 +665,14 @@ def _healthcheck():
 
 @_task("deploy:unlock_own", "Release the deploy lock this run took (and only that one).")
 def _unlock_own():
-    if not _facts().locked_by_us:
-        return
+    facts = _run().collect("fake_state").get(env.host_string)
+    if facts is not None and facts.lock and not facts.locked_by_us:
+        return  # another run's lock, seen by our probe: not ours to touch
+    # Otherwise try even without a record: a probe can write the lock and
+    # then fail; the token check keeps any other run's lock safe.
     token = _run().once("lock_token", lambda: None)
+    if token is None:
+        return  # no probe ran in this flow, so no lock of ours can exist
     lock = quote(_lock_path())
     _remote(f"if [ -f {lock} ] && grep -qF -- {quote(token)} {lock}; then rm -f -- {lock}; fi\n",
             "release lock")

@@ -461,3 +461,10 @@ def test_env_user_port_and_key_feed_the_connection(fab, project, make_fleet):
     assert proc.returncode == 0, explain(proc)
     assert "[127.0.0.1] I am fake-test" in proc.stdout, explain(proc)
     assert host.accepted_count() == 1
+
+
+def test_fake_error_while_loading_the_fabfile_is_one_line(fab, project):
+    write(project, "from fake.api import env\nprint(env.deploy_path)\n")
+    proc = fab(["--list"])
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, explain(proc)
+    assert "could not load the fabfile: setting env.deploy_path is required but not set" in proc.stderr

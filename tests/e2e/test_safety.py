@@ -357,3 +357,51 @@ def test_rollback_failing_after_the_switch_is_switched_back(fab, app, repo):
         assert not marker(host, f"{APP}/current/.fake-bad"), "a rollback target is not marked bad"
         assert "after a failed rollback" in host.sh(f"cat {APP}/revisions.log")
     assert no_lock_anywhere(fleet)
+
+
+def test_linked_paths_never_reach_into_shared_through_a_symlink(fab, app, repo):
+    # A linked file inside a linked dir would be deleted from shared/ through the link.
+    fleet = app(extra="env.linked_dirs = ['config']\n")
+    proc = deploy(fab, fleet, "deploy")
+    assert proc.returncode != 0 and "is inside linked path 'config'" in proc.stderr, explain(proc)
+    assert fleet["web1"].sh(f"cat {APP}/shared/config/app.ini").strip() == "secret=1"
+    # A symlink in the repository above a linked path is refused on the host.
+    subprocess.run(["sh", "-c", f"cd {repo} && ln -s /srv/app/shared/static public && "
+                                f"git -c safe.directory='*' add public && "
+                                f"git -c safe.directory='*' -c user.name=t -c user.email=t@t commit -qm link && "
+                                f"chown -R fake-test ."], check=True)
+    fleet = app(extra="env.linked_dirs = ['public/uploads']\n")
+    for host in fleet.hosts:
+        host.sh(f"mkdir -p {APP}/shared/static/uploads && echo keep > {APP}/shared/static/keep.txt && chown -R fake-test /srv")
+    proc = deploy(fab, fleet, "deploy")
+    assert proc.returncode != 0 and "public is not a symlink" in proc.stderr, explain(proc)
+    for host in fleet.hosts:
+        assert host.sh(f"cat {APP}/shared/static/keep.txt").strip() == "keep"
+        assert host.sh(f"test -d {APP}/shared/static/uploads && echo ok").strip() == "ok"
+        assert releases(host) == []
+
+
+def test_warn_only_never_hides_fakes_own_failures(fab, app):
+    fleet = app(extra="env.roledefs['production']['branch'] = 'no-such-branch'\n")
+    proc = fab(["-w", "-R", "production", "deploy"], fleet=fleet)
+    assert proc.returncode != 0 and "branch 'no-such-branch' not found" in proc.stderr, explain(proc)
+    assert all(releases(h) == [] for h in fleet.hosts)
+
+
+def test_timeouts_from_the_command_line_are_numbers(fab, app):
+    fleet = app(extra="env.healthcheck = 'true'\n")
+    proc = fab(["-R", "production", "--set", "command_timeout=30,healthcheck_timeout=5", "deploy"], fleet=fleet)
+    assert proc.returncode == 0, explain(proc)
+    proc = fab(["-R", "production", "--set", "command_timeout=soon", "deploy"], fleet=fleet)
+    assert proc.returncode != 0 and "env.command_timeout must be a number, got 'soon'" in proc.stderr, explain(proc)
+
+
+def test_switch_back_restores_a_current_fake_did_not_create(fab, app):
+    fleet = app(extra="env.healthcheck = 'false'\n")
+    for host in fleet.hosts:
+        host.sh(f"mkdir -p /srv/legacy && ln -s /srv/legacy {APP}/current && chown -R fake-test /srv")
+    proc = deploy(fab, fleet, "deploy")
+    assert proc.returncode != 0 and "health check 'false' failed" in proc.stderr, explain(proc)
+    for host in fleet.hosts:
+        assert live(host) == "/srv/legacy", host.name
+    assert "switched back to /srv/legacy" in proc.stderr

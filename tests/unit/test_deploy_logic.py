@@ -565,7 +565,9 @@ def test_git_create_release_steps_are_quoted_and_valid_sh():
     script = Script()
     Git().create_release(script, "url;x", "/srv/my app/repo", "/srv/my app/releases/1", SHA_A, mirror_present=True)
     labels = [label for label, _ in script.steps]
-    assert labels == ["git environment", "git remote set-url", "git fetch", "git cat-file", "mkdir release", "git archive"]
+    assert labels == ["git environment", "git remote set-url", "git fetch", "git cat-file", "mkdir release",
+                      "git archive", "unpack release", "remove archive"]
+    assert "|" not in script.steps[5][1], "no pipeline: set -e would only see its last command"
     text = script.render()
     assert sh_syntax_ok(text)
     assert "'/srv/my app/repo'" in text and "'url;x'" in text

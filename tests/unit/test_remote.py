@@ -272,3 +272,22 @@ def test_prefixed_stream_err_goes_to_stderr_and_secrets_are_masked(screen):
     s.write("password is hunter2\n")
     assert out.getvalue() == ""
     assert err.getvalue() == "[h] password is ********\n"
+
+
+def test_sudo_wraps_the_whole_command_so_cd_and_lists_run_as_the_user():
+    from fake.remote import run_command
+
+    class Target:
+        config = {"run": {}}
+        seen = None
+
+        def raw_sudo(self, command, **kwargs):
+            Target.seen = command
+
+            class Result:
+                exited, stdout, stderr = 0, "", ""
+            return Result()
+
+    with cd("/srv/my app"):
+        run_command(Target(), "systemctl restart app && echo done", host="h", sudo=True, hide=True)
+    assert Target.seen == "sh -c " + quote("cd '/srv/my app' && systemctl restart app && echo done")

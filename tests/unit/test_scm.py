@@ -126,7 +126,7 @@ def test_git_steps_with_a_shallow_fresh_mirror():
     script = Script()
     Git().create_release(script, "/srv/my repo", "/d/repo", "/d/releases/1", A, mirror_present=False)
     assert labels(script) == ["git environment", "git init --bare", "git remote add", "git fetch",
-                              "git cat-file", "mkdir release", "git archive"]
+                              "git cat-file", "mkdir release", "git archive", "unpack release", "remove archive"]
     text = script.render()
     assert sh_ok(text)
     assert "'file:///srv/my repo'" in text and "--depth=2" in text
@@ -158,16 +158,17 @@ def test_git_steps_for_repo_tree_and_submodules():
     assert labels(script) == [
         "git environment", "git remote set-url", "git fetch", "git cat-file", f"repo_tree services/api in {A[:12]}",
         "mkdir release", "clear checkout", "git clone --shared", "checkout origin", "git checkout",
-        "git submodule update", "copy checkout", "remove checkout"]
+        "git submodule update", "pack checkout", "unpack checkout", "remove archive", "remove checkout"]
     text = script.render()
     assert sh_ok(text)
     assert "/d/.fake-checkout-20260101000000/services/api" in text
-    assert Git().leftovers("/d", "20260101000000") == ["/d/.fake-checkout-20260101000000"]
+    assert Git().leftovers("/d", "20260101000000") == ["/d/releases/.20260101000000.tar",
+                                                       "/d/.fake-checkout-20260101000000"]
     env.git_submodules = False
     plain = Script()
     Git().create_release(plain, "u", "/d/repo", "/d/releases/1", A, mirror_present=True)
-    assert f"archive --format=tar {A}:services/api |" in plain.render()
-    assert Git().leftovers("/d", "1") == []
+    assert f"archive --format=tar -o /d/releases/.1.tar {A}:services/api" in plain.render()
+    assert Git().leftovers("/d", "1") == ["/d/releases/.1.tar"]
 
 
 @pytest.mark.parametrize("key, value, message", [
