@@ -198,6 +198,18 @@ def number(key, value, minimum=0):
     return int(result) if result == int(result) else result
 
 
+def flag(key, value):
+    """A yes/no setting: ``--set forward_agent=false`` must mean False."""
+    if value is None or isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"env.{key} must be true or false, got {value!r}")
+
+
 def _unwrap(env):
     return env._env if isinstance(env, CallableEnv) else env
 

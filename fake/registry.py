@@ -65,8 +65,9 @@ class Flow(Task):
 
     Each step finishes on every host before the next starts on any. If a
     step fails, ``on_failure`` runs on the hosts that were reached; ``final``
-    runs at the end either way. The body, if any, runs once on the
-    controller first and receives the flow's command-line arguments.
+    runs at the end either way. The body receives the flow's command-line
+    arguments and runs in each host's env before any connection (to check
+    settings), then again as the flow starts, so it can set per-host values.
     """
 
     def __init__(self, body, steps, on_failure=None, final=None, **kwargs):

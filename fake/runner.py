@@ -17,7 +17,7 @@ import fabric
 import invoke
 
 from . import roles as rolelib
-from .env import CallableEnv, HostScope, current_scope, host_scope, number
+from .env import CallableEnv, HostScope, current_scope, flag, host_scope, number
 from .exceptions import FakeError, HostError, Interrupted, StepFailed, TaskFailed, on_host
 from .registry import FlowCall
 from .output import NORMAL, QUIET, console
@@ -109,7 +109,7 @@ class Run:
             self.notes.setdefault(host, []).append(text)
 
     def once(self, key, compute):
-        """A value computed once per invocation and shared by all hosts."""
+        """A value computed once per flow (per invocation outside flows), shared by all hosts."""
         with self._lock:
             if key not in self.shared:
                 self.shared[key] = compute()
@@ -166,7 +166,7 @@ class Run:
                     user=None if user else settings.get("user"),
                     port=None if port else number("port", settings.get("port"), 1),
                     key_filename=settings.get("key_filename"),
-                    forward_agent=settings.get("forward_agent"),
+                    forward_agent=flag("forward_agent", settings.get("forward_agent")),
                     connect_timeout=number("connect_timeout", settings.get("connect_timeout"), 1),
                 )
             self.connections[host] = conn

@@ -197,7 +197,8 @@ class Copy(Strategy):
     def upload(self, connection, host, local, remote):
         """Put the archive at ``remote`` over this host's own connection."""
         try:
-            connection.put(local, remote=remote)
+            # preserve_mode=False: no extra chmod round trip; the archive is read once and removed.
+            connection.put(local, remote=remote, preserve_mode=False)
         except Exception as e:  # SFTP and OS errors alike: this host failed
             raise HostError(host, f"upload of the release archive to {remote} failed: {e}") from e
 
