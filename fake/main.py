@@ -19,12 +19,12 @@ import fabric
 import fabric.main
 import invoke
 import paramiko
-from invoke import Argument, Collection, Exit, Task as InvokeTask
+from invoke import Argument, Exit, Task as InvokeTask
 
 from . import __version__, state
 from .env import CallableEnv
 from . import roles as rolelib
-from .exceptions import ConfigError, FakeError, Interrupted, StepFailed
+from .exceptions import ConfigError, FakeError, Interrupted
 from .output import NORMAL, QUIET, VERBOSE, Console, Transcript, console, use_console
 from .init import run_init
 from .registry import Call, Task, render_tree
@@ -114,7 +114,7 @@ class Fab(fabric.main.Fab):
             Argument(names=("R", "roles"),
                      help="Comma-separated role(s) from env.roledefs to run against."),
             Argument(names=("P", "parallel"), kind=int,
-                     help=f"Run on at most this many hosts at once (default: all, up to 64)."),
+                     help="Run on at most this many hosts at once (default: all, up to 64)."),
             Argument(names=("set",),
                      help="Set env values, KEY=VALUE[,KEY=VALUE...]; wins over the fabfile."),
             Argument(names=("v", "verbose"), kind=bool,

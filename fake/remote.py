@@ -9,7 +9,6 @@ import os
 import shlex
 import shutil
 import socket
-import threading
 import time
 from contextlib import contextmanager
 from contextvars import ContextVar

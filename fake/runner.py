@@ -18,7 +18,7 @@ import invoke
 
 from . import roles as rolelib
 from .env import CallableEnv, HostScope, current_scope, flag, host_scope, number
-from .exceptions import FakeError, HostError, Interrupted, StepFailed, TaskFailed, on_host
+from .exceptions import FakeError, Interrupted, StepFailed, TaskFailed, on_host
 from .registry import FlowCall
 from .output import NORMAL, QUIET, console
 from .remote import LOCAL, open_target

@@ -18,16 +18,9 @@ from fake.remote import Script
 from fake.scm import strategy
 from fake.scm.git import Git
 from fake.state import env
-from fake.tasks.deploy import (
-    HostState,
-    describe_lock,
-    deploy_path,
-    linked_paths,
-    next_release_name,
-    probe_script,
-    releases_to_remove,
-    rollback_target,
-)
+from fake.tasks.decide import next_release_name, releases_to_remove, rollback_target
+from fake.tasks.host import HostState, describe_lock, probe_script
+from fake.tasks.layout import deploy_path, linked_paths
 
 R1, R2, R3, R4, R5 = (f"2026010{i}000000" for i in range(1, 6))
 SHA_A = "a" * 40

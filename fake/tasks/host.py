@@ -1,0 +1,198 @@
+"""The current host during a deploy: its state in one read, and Fake's own commands on it.
+
+``inspect()`` is the one read-only command a stage needs (releases, current,
+lock, mirror, linked files, and the scm's probe); everything else is decided
+locally from its result.
+"""
+
+import datetime
+import getpass
+import json
+import posixpath
+
+from ..env import current_scope, number
+from ..exceptions import ConfigError
+from ..registry import Task
+from ..remote import quote, require_target, run_command
+from ..runner import active_run
+from ..scm.base import PROBE_PREFIX as SCM_PROBE_PREFIX
+from ..state import env, registry
+from .layout import BAD_MARKER, LOCK_FILE, RELEASE_NAME, cenv, deploy_path, linked_paths, repo_path, shared_path
+
+__all__ = ["HostState", "probe_script", "inspect", "describe_lock", "here", "remote", "current_run",
+           "facts", "user", "where", "unlock_hint", "stage_task"]
+
+
+class HostState:
+    """What the probe saw on one host."""
+
+    def __init__(self):
+        self.now = None
+        self.current = None
+        self.releases = {}
+        self.bad = set()
+        self.lock = None
+        self.locked_by_us = False
+        self.mirror = False
+        self.missing = []
+        self.scm_lines = []
+        self.log = []
+
+    @property
+    def live(self):
+        if not self.current:
+            return None
+        name = posixpath.basename(self.current.rstrip("/"))
+        return name if RELEASE_NAME.match(name) else None
+
+    @classmethod
+    def parse(cls, text):
+        st = cls()
+        for line in text.splitlines():
+            kind, _, rest = line.partition(" ")
+            if kind == "now":
+                st.now = int(rest)
+            elif kind == "current":
+                st.current = rest
+            elif kind == "release":
+                name, rev, *flags = rest.split(" ")
+                st.releases[name] = None if rev in ("", "-") else rev
+                if "bad" in flags:
+                    st.bad.add(name)
+            elif kind == "lock":
+                st.lock = rest
+            elif kind == "locked":
+                st.locked_by_us = True
+            elif kind == "mirror":
+                st.mirror = True
+            elif kind == "missing":
+                st.missing.append(rest)
+            elif kind == "log":
+                st.log.append(rest)
+            elif kind in ("remote", "remote-error", "noref") or kind.startswith(SCM_PROBE_PREFIX):
+                st.scm_lines.append(line)
+        return st
+
+
+def probe_script(lock_info=None, scm=None, with_log=False):
+    """Shell that reports a host's deploy state, and takes the lock if asked.
+
+    The lock is taken only when nothing else is wrong, with noclobber so two
+    deploys racing for it cannot both win.
+    """
+    d = quote(deploy_path())
+    lines = [
+        "problems=0",
+        'echo "now $(date +%s)"',
+        f"if [ -L {d}/current ]; then echo \"current $(readlink {d}/current)\"; fi",
+        f"for r in {d}/releases/*; do",
+        '  [ -d "$r" ] || continue',
+        '  rev=$(cat "$r/REVISION" 2>/dev/null || true)',
+        f'  if [ -e "$r/{BAD_MARKER}" ]; then bad=bad; else bad=; fi',
+        '  echo "release ${r##*/} ${rev:--} $bad"',
+        "done",
+        f"if [ -f {d}/{LOCK_FILE} ]; then echo \"lock $(head -c 2000 {d}/{LOCK_FILE} | tr '\\n' ' ')\"; problems=1; fi",
+        f"if [ -d {d}/repo ]; then echo mirror; fi",
+    ]
+    if with_log:
+        lines.append(f"if [ -f {d}/revisions.log ]; then tail -n 500 {d}/revisions.log | sed 's/^/log /'; fi")
+    if scm is not None:
+        for _, path in linked_paths():
+            if path in [p for k, p in linked_paths() if k == "linked_files"]:
+                target = quote(posixpath.join(shared_path(), path))
+                lines.append(f"if [ ! -e {target} ]; then echo missing {quote(path)}; problems=1; fi")
+        lines.append(scm.probe(cenv.get("repo_url"), cenv.get("branch"), repo_path=repo_path()))
+    if lock_info is not None:
+        info = quote(json.dumps(lock_info, sort_keys=True))
+        lines += [
+            'if [ "$problems" -eq 0 ]; then',
+            f"  mkdir -p {d}",
+            f"  if (set -C; printf '%s\\n' {info} > {d}/{LOCK_FILE}) 2>/dev/null; then echo locked;",
+            f"  else echo \"lock $(cat {d}/{LOCK_FILE} 2>/dev/null | tr '\\n' ' ')\"; fi",
+            "fi",
+        ]
+    lines.append("exit 0")
+    return "\n".join(lines) + "\n"
+
+
+def here():
+    scope = current_scope()
+    return require_target(scope, "a deploy step"), scope.host
+
+
+def timeout(key="command_timeout"):
+    return number(key, cenv.get(key), 0.001)
+
+
+def remote(command, label):
+    """One of Fake's own commands: hidden, never warn-only, errors name the step."""
+    conn, host = here()
+    return run_command(conn, command, host=host, hide=True, warn=False, label=label, timeout=timeout())
+
+
+def inspect(lock_info=None, scm=None, with_log=False):
+    result = remote(probe_script(lock_info, scm, with_log), "inspect " + deploy_path())
+    return HostState.parse(result.stdout)
+
+
+def describe_lock(raw, now=None):
+    """'alice@laptop (pid 12, deploy) since 2026-11-22 06:01:02 UTC, 3m 12s ago' from the lock file."""
+    try:
+        info = json.loads(raw)
+    except (TypeError, ValueError):
+        info = None
+    if not isinstance(info, dict):
+        return f"an unreadable lock ({(raw or '').strip()[:80]!r})"
+    since = info.get("since")
+    when = ""
+    if isinstance(since, (int, float)):
+        stamp = datetime.datetime.fromtimestamp(since, datetime.timezone.utc)
+        when = f" since {stamp:%Y-%m-%d %H:%M:%S} UTC"
+        if now:
+            when += f", {_age(now - since)} ago"
+    return f"{info.get('user', '?')}@{info.get('from', '?')} (pid {info.get('pid', '?')}, {info.get('task', '?')}){when}"
+
+
+def _age(seconds):
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m {seconds % 60}s"
+    return f"{seconds // 3600}h {seconds % 3600 // 60}m"
+
+
+def unlock_hint():
+    roles = env.get("effective_roles") or []
+    where = f"-R {','.join(roles)}" if roles else f"-H {env.host_string}"
+    return f"fab {where} unlock"
+
+
+def user():
+    return env.get("local_user") or getpass.getuser()
+
+
+def current_run():
+    run = active_run()
+    if run is None:
+        raise ConfigError("deploy tasks must run inside a fab invocation or execute()")
+    return run
+
+
+def facts():
+    return current_run().collect("fake_state").get(env.host_string) or HostState()
+
+
+
+
+def stage_task(name, doc, **options):
+    def decorate(fn):
+        fn.__doc__ = doc
+        return registry.add(Task(fn, name=name, **options))
+
+    return decorate
+
+
+def where():
+    roles = env.get("effective_roles") or []
+    return ",".join(roles) if roles else ",".join(current_run().hosts)
