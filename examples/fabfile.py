@@ -6,7 +6,7 @@
 
 import os
 
-from fake.api import env, run, task
+from fake.api import cd, env, run, task
 from fake.tasks.deploy import *  # noqa: F401,F403  (the flow, its stages, before/after)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -43,7 +43,8 @@ env.keep_releases = 3
 @task
 def restart():
     """Restart the app server (after every deploy and rollback)."""
-    run(f"cd {env.deploy_path}/current && {env.restart_command}")
+    with cd(current_path()):  # noqa: F405  (paths come from fake.tasks.deploy)
+        run(env.restart_command)
 
 
 after(finished, restart)  # noqa: F405
@@ -52,4 +53,5 @@ after(finished, restart)  # noqa: F405
 @task
 def show():
     """Show the deploy tree: current, the releases, the revision log."""
-    run(f"cd {env.deploy_path} && ls -l current releases shared && cat revisions.log")
+    with cd(deploy_path()):  # noqa: F405
+        run("ls -l current releases shared && cat revisions.log")
