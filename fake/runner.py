@@ -183,6 +183,8 @@ class Run:
             self.outcome[host] = err
         if failures:
             raise StepFailed("connect", failures, done=list(results))
+        if self.interrupted:
+            raise Interrupted(self.interrupted)
 
     def targets(self, task, hosts):
         """The hosts a task runs on: its roles narrow the selection."""

@@ -18,7 +18,7 @@ __all__ = ["Git", "resolve_refs", "is_commit_id"]
 
 NO_PROMPT = (
     "GIT_TERMINAL_PROMPT=0; export GIT_TERMINAL_PROMPT; "
-    'GIT_SSH_COMMAND="${GIT_SSH_COMMAND:-ssh -o BatchMode=yes}"; export GIT_SSH_COMMAND'
+    'GIT_SSH_COMMAND="${GIT_SSH_COMMAND:-ssh -o BatchMode=yes -o ConnectTimeout=15}"; export GIT_SSH_COMMAND'
 )
 _SHA = re.compile(r"^[0-9a-f]{40}$")
 _HEX = re.compile(r"^[0-9a-fA-F]{4,40}$")

@@ -80,7 +80,7 @@ def rollback_plan(states, requested=None):
     return targets, problems
 
 
-LOG_LINE = re.compile(r"^Branch (?P<branch>\S+) \(at (?P<sha>\w+)\) deployed as release (?P<name>\d{14}) by (?P<user>\S+)")
+LOG_LINE = re.compile(r"^(?P<what>.+?) \(at (?P<sha>\S+)\) deployed as release (?P<name>\d{14}) by (?P<user>\S+)")
 
 
 def release_rows(state):
@@ -89,7 +89,8 @@ def release_rows(state):
     for line in state.log:
         m = LOG_LINE.match(line)
         if m:
-            deployed[m["name"]] = (m["branch"], m["user"])
+            what = m["what"]  # "Branch main", "Tag v1.4", "Commit 1a2b3c4", "Directory build"
+            deployed[m["name"]] = (what[len("Branch "):] if what.startswith("Branch ") else what.lower(), m["user"])
     ordered = sorted(n for n in state.releases if RELEASE_NAME.match(n))
     live = state.live
     previous = [n for n in ordered if live and n < live and n not in state.bad]
@@ -102,7 +103,10 @@ def release_rows(state):
             marks.append("previous")
         if name in state.bad:
             marks.append("bad")
-        stamp = datetime.datetime.strptime(name, STAMP).strftime("%Y-%m-%d %H:%M:%S")
+        try:
+            stamp = datetime.datetime.strptime(name, STAMP).strftime("%Y-%m-%d %H:%M:%S")
+        except ValueError:  # fourteen digits that are not a date
+            stamp = "?"
         branch, user = deployed.get(name, ("?", "?"))
         rows.append((name, stamp, (state.releases[name] or "?")[:12], branch, user, ",".join(marks)))
     return rows

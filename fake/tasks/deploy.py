@@ -62,7 +62,7 @@ env.setdefaults(
     scm="git",
 )
 
-_PER_FLOW = ("fake_published", "fake_finished", "previous_current", "fake_release_created", "fake_revision", "fake_ref",
+_PER_FLOW = ("fake_published", "fake_finished", "fake_skip", "previous_current", "fake_release_created", "fake_revision", "fake_ref",
              "release_name", "release_path", "previous_release", "rolled_back_from")
 
 
@@ -94,16 +94,13 @@ def _check():
     run = current_run()
     action = env.get("fake_action", "deploy")
     token = run.once("lock_token", lambda: uuid.uuid4().hex)
-    lock_info = {
-        "token": token, "user": user(), "from": socket.gethostname(),
-        "pid": os.getpid(), "since": run.once("lock_since", lambda: int(datetime.datetime.now().timestamp())),
-        "task": action,
-    }
+    # "since" is added by the host's own clock, so its age is read on one clock.
+    lock_info = {"token": token, "user": user(), "from": socket.gethostname(), "pid": os.getpid(), "task": action}
     scm = strategy(cenv.get("scm")) if action == "deploy" else None
     prepared = scm.prepare_once(cenv.get("repo_url"), cenv.get("branch")) if scm is not None else None
     state = inspect(lock_info, scm)
     run.record("fake_state", env.host_string, state)
-    if state.lock and not state.locked_by_us:
+    if state.lock is not None and not state.locked_by_us:
         raise HostError(env.host_string,
                         f"{deploy_path()} is locked by {describe_lock(state.lock, state.now)}; "
                         f"if no deploy is running there, remove the lock with: {unlock_hint()}")
@@ -211,6 +208,8 @@ def _switch_steps(script, name=None, target=None):
 
 @stage_task("deploy:symlink", "Switch current to the release: a new symlink renamed over the old one.")
 def _symlink():
+    if env.get("fake_skip"):
+        return
     name = env.release_name
     script = Script()
     script.argv("release exists", "test", "-d", release_path(name))
@@ -248,6 +247,11 @@ def _revert():
         raise HostError(env.host_string, "refusing to roll back: " + "; ".join(problems)
                         + "; make them agree, or pass --force to roll back each host on its own")
     if isinstance(target, Exception) or target is None:
+        if env.get("rollback_force") and len(targets) > 1:
+            # --force: each host on its own; one without a target stays as it is.
+            env.fake_skip = True
+            run.note(env.host_string, f"not rolled back: {target}")
+            return
         raise HostError(env.host_string, f"cannot roll back: {target}")
     env.update(release_name=target, release_path=release_path(target), rolled_back_from=state.live,
                previous_current=state.current)
@@ -258,6 +262,8 @@ def _revert():
 
 @stage_task("deploy:archive_rolled_back", "Archive the release rolled back from, remove it, log the rollback.")
 def _archive_rolled_back():
+    if env.get("fake_skip"):
+        return
     old, target = env.rolled_back_from, env.release_name
     d = deploy_path()
     script = Script()
@@ -359,7 +365,7 @@ def _healthcheck():
 @stage_task("deploy:unlock_own", "Release the deploy lock this run took (and only that one).")
 def _unlock_own():
     facts = current_run().collect("fake_state").get(env.host_string)
-    if facts is not None and facts.lock and not facts.locked_by_us:
+    if facts is not None and facts.lock is not None and not facts.locked_by_us:
         return  # another run's lock, seen by our probe: not ours to touch
     # Otherwise try even without a record: a probe can write the lock and
     # then fail; the token check keeps any other run's lock safe.

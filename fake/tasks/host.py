@@ -103,11 +103,11 @@ def probe_script(lock_info=None, scm=None, with_log=False):
                 lines.append(f"if [ ! -e {target} ]; then echo missing {quote(path)}; problems=1; fi")
         lines.append(scm.probe(cenv.get("repo_url"), cenv.get("branch"), repo_path=repo_path()))
     if lock_info is not None:
-        info = quote(json.dumps(lock_info, sort_keys=True))
+        head = quote(json.dumps(lock_info, sort_keys=True)[:-1] + ', "since": ')
         lines += [
             'if [ "$problems" -eq 0 ]; then',
             f"  mkdir -p {d}",
-            f"  if (set -C; printf '%s\\n' {info} > {d}/{LOCK_FILE}) 2>/dev/null; then echo locked;",
+            f"  if (set -C; printf '%s%s}}\\n' {head} \"$(date +%s)\" > {d}/{LOCK_FILE}) 2>/dev/null; then echo locked;",
             f"  else echo \"lock $(cat {d}/{LOCK_FILE} 2>/dev/null | tr '\\n' ' ')\"; fi",
             "fi",
         ]

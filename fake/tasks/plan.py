@@ -51,7 +51,7 @@ def _plan_deploy_host(st, name, lives):
     lines.append("linked: " + (", ".join(links) if links else "nothing"))
     for path in st.missing:
         stops.append(f"linked file {posixpath.join(shared_path(), path)} is missing")
-    if st.lock:
+    if st.lock is not None:
         stops.append(f"{deploy_path()} is locked by {describe_lock(st.lock, st.now)}")
     doomed = [n for n in releases_to_remove(set(st.releases) | {name}, cenv.get("keep_releases"), name)
               if n not in lives]
@@ -70,7 +70,7 @@ def _plan_rollback(states):
                      f"would archive and remove release {st.live}"]
         else:
             lines = [f"would stop: cannot roll back: {target}"]
-        if st.lock:
+        if st.lock is not None:
             lines.append(f"would stop: {deploy_path()} is locked by {describe_lock(st.lock, st.now)}")
         lines += [f"would stop: {p}" for p in problems if not env.get("rollback_force")]
         out[host] = lines

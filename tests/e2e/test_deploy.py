@@ -381,3 +381,11 @@ def test_ctrl_c_during_updating_leaves_every_host_as_it_was(project, app, repo):
     for host in fleet.hosts:
         host.sh("rm -f /srv/building")
         assert snapshot(host) == before[host.name], host.name
+
+
+def test_an_empty_lock_file_still_stops_the_deploy(fab, app):
+    fleet = app()
+    fleet["web2"].sh(f"mkdir -p {APP} && : > {APP}/deploy.lock && chown -R fake-test /srv")
+    proc = deploy(fab, fleet, "deploy")
+    assert proc.returncode != 0 and "[web2] /srv/app is locked by an unreadable lock ('')" in proc.stderr, explain(proc)
+    assert all(releases(h) == [] for h in fleet.hosts)

@@ -405,3 +405,16 @@ def test_switch_back_restores_a_current_fake_did_not_create(fab, app):
     for host in fleet.hosts:
         assert live(host) == "/srv/legacy", host.name
     assert "switched back to /srv/legacy" in proc.stderr
+
+
+def test_forced_rollback_leaves_a_host_without_a_target_alone(fab, app, repo):
+    fleet = app()
+    ok(deploy(fab, fleet, "deploy"))
+    commit(repo, {"app.py": "print('v2')\n"}, "v2")
+    ok(deploy(fab, fleet, "deploy"))
+    r1, r2 = releases(fleet["web1"])
+    fleet["db1"].sh(f"ln -sfn releases/{r1} {APP}/current")  # db1 has nothing earlier
+    proc = ok(deploy(fab, fleet, "rollback", "--force"))
+    assert live(fleet["web1"]) == f"releases/{r1}" and live(fleet["web2"]) == f"releases/{r1}"
+    assert live(fleet["db1"]) == f"releases/{r1}" and releases(fleet["db1"]) == [r1, r2]
+    assert "db1: not rolled back: no earlier release to roll back to" in proc.stdout, explain(proc)

@@ -10,6 +10,7 @@ import os
 import re
 import shlex
 import subprocess
+import time
 
 import pytest
 
@@ -214,7 +215,8 @@ def test_probe_output_from_a_real_tree_parses(tmp_path):
     os.symlink(f"releases/{R1}", root / "current")
     env.deploy_path = str(root)
 
-    info = {"token": "t1", "user": "alice", "since": 1764000000}
+    info = {"token": "t1", "user": "alice"}
+    before = int(time.time())
     proc = sh(probe_script(lock_info=info), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == [root.name]  # nothing else ran
@@ -226,7 +228,10 @@ def test_probe_output_from_a_real_tree_parses(tmp_path):
     assert st.bad == {R2}
     assert st.locked_by_us and st.lock is None
     assert not st.mirror
-    assert json.loads((root / "deploy.lock").read_text()) == info
+    written = json.loads((root / "deploy.lock").read_text())
+    since = written.pop("since")
+    assert written == info and before <= since <= time.time() + 1  # the host's clock
+    info = dict(info, since=since)
 
     # a second probe finds the lock and does not take it
     again = HostState.parse(sh(probe_script(lock_info={"token": "t2"})).stdout)
@@ -383,7 +388,9 @@ def test_probe_script_quotes_deploy_path_and_is_valid_sh(lock_info, with_scm):
     else:
         assert "git" not in text
     if lock_info is not None:
-        assert shlex.quote(json.dumps(lock_info, sort_keys=True)) in text
+        # the JSON goes in as one quoted word; the host adds "since" from its own clock
+        assert shlex.quote(json.dumps(lock_info, sort_keys=True)[:-1] + ', "since": ') in text
+        assert '"$(date +%s)"' in text
         assert "set -C" in text
 
 
@@ -575,3 +582,22 @@ def test_scm_strategy_lookup():
     assert strategy(obj) is obj
     with pytest.raises(ConfigError, match="env.scm = 'svn' is not a known strategy; known: git"):
         strategy("svn")
+
+
+def test_release_rows_read_tag_commit_and_directory_deploys_from_the_log():
+    from fake.tasks.decide import release_rows
+
+    st = HostState()
+    st.current = f"releases/{R3}"
+    st.releases = {R1: SHA_A, R2: SHA_B, R3: SHA_C, "99999999999999": None}
+    st.log = [
+        f"Branch main (at {SHA_A}) deployed as release {R1} by alice",
+        f"Tag v1.4.0 (at {SHA_B}) deployed as release {R2} by bob",
+        f"Commit 1a2b3c4 (at {SHA_C}) deployed as release {R3} by carol",
+    ]
+    rows = {r[0]: r for r in release_rows(st)}
+    assert rows[R1][3:5] == ("main", "alice")
+    assert rows[R2][3:5] == ("tag v1.4.0", "bob")
+    assert rows[R3][3:6] == ("commit 1a2b3c4", "carol", "live")
+    assert rows[R2][5] == "previous"
+    assert rows["99999999999999"][1] == "?"  # fourteen digits that are not a date: no crash
