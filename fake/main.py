@@ -7,11 +7,9 @@ Invoke's ``--dry`` loses its ``-R`` short flag to ``--roles`` (Fabric 1's
 meaning of ``-R``).
 """
 
-import json
 import logging
 import os
 import signal
-import time
 import sys
 import traceback
 
@@ -28,6 +26,7 @@ from .exceptions import ConfigError, FakeError, Interrupted
 from .output import NORMAL, QUIET, VERBOSE, Console, Transcript, console, use_console
 from .init import run_init
 from .registry import Call, Task, render_tree
+from .report import next_step, summary_table, write_report
 from .runner import Run
 
 __all__ = ["Fab", "Executor", "make_program", "program", "parse_set"]
@@ -272,62 +271,6 @@ class _Terminated(KeyboardInterrupt):
 
 def _sigterm(signum, frame):
     raise _Terminated()
-
-
-def summary_table(run):
-    """host, outcome, release, commit, time: one row per host."""
-    rows = [("host", "outcome", "release", "commit", "time")]
-    for host in run.hosts:
-        outcome = run.outcome.get(host)
-        text = "not reached" if outcome is None else "ok" if outcome == "ok" else "FAILED"
-        info = run.info.get(host, {})
-        seconds = sum(run.timings.get(host, {}).values())
-        rows.append((host, text, info.get("release") or "-", (info.get("commit") or "-")[:12], f"{seconds:.2f}s"))
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
-    for host in run.hosts:
-        for note in run.notes.get(host, []):
-            lines.append(f"{host}: {note}")
-    return "\n".join(lines)
-
-
-def next_step(run, error):
-    """The command worth running next, when there is an obvious one."""
-    roles = run.selected_roles
-    where = f"-R {','.join(roles)}" if roles else f"-H {','.join(run.hosts)}"
-    text = str(error)
-    if "is locked by" in text:
-        return f"\nnext: if no deploy is running, fab {where} unlock"
-    if isinstance(error, Interrupted) and not run.notes:
-        return f"\nnext: fab {where} releases  (check what each host has live)"
-    if any("switched back" in n for notes in run.notes.values() for n in notes):
-        return f"\nnext: fix the cause, then fab {where} deploy again; fab {where} releases shows each host"
-    return ""
-
-
-def write_report(path, run, error, argv):
-    hosts = {}
-    for host in run.hosts:
-        outcome = run.outcome.get(host)
-        hosts[host] = {
-            "outcome": "not reached" if outcome is None else "ok" if outcome == "ok" else "failed",
-            "error": None if outcome in (None, "ok") else console().mask(getattr(outcome, "reason", str(outcome))),
-            "release": run.info.get(host, {}).get("release"),
-            "commit": run.info.get(host, {}).get("commit"),
-            "notes": run.notes.get(host, []),
-            "stages": {k: round(v, 3) for k, v in run.timings.get(host, {}).items()},
-        }
-    report = {
-        "command": [console().mask(a) for a in argv],
-        "ok": error is None,
-        "error": None if error is None else console().mask(str(error)),
-        "dry_run": run.dry_run,
-        "duration": round(time.monotonic() - run.started, 3),
-        "hosts": hosts,
-    }
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(report, f, indent=2)
-        f.write("\n")
 
 
 def setup_console(args, env, config, run, fabfile_dir):

@@ -193,6 +193,11 @@ def _update():
         remote(script.render(), "deploy:update")
 
 
+def _log(script, label, line):
+    """Append one line to revisions.log: the only way Fake writes it (never rewritten)."""
+    script.add(label, f"printf '%s\\n' {quote(line)} >> {quote(posixpath.join(deploy_path(), 'revisions.log'))}")
+
+
 def _switch_steps(script, name=None, target=None):
     """current -> releases/<name> (or the link text ``target``) atomically.
 
@@ -229,7 +234,7 @@ def _finish():
               if n not in lives]
     env.fake_finished = True  # from here on a failure leaves the new release live
     script = Script()
-    script.add("log revision", f"printf '%s\\n' {quote(line)} >> {quote(posixpath.join(deploy_path(), 'revisions.log'))}")
+    _log(script, "log revision", line)
     if doomed:
         script.argv("remove old releases", "rm", "-rf", "--", *[release_path(n) for n in doomed])
     remote(script.render(), "deploy:finish")
@@ -274,7 +279,7 @@ def _archive_rolled_back():
         script.argv("archive rolled-back release", "tar", "-I", "gzip -1", "-cf", archive, "-C", releases_path(), old)
         script.argv("remove rolled-back release", "rm", "-rf", "--", release_path(old))
     line = f"{user()} rolled back to release {target}"
-    script.add("log rollback", f"printf '%s\\n' {quote(line)} >> {quote(posixpath.join(d, 'revisions.log'))}")
+    _log(script, "log rollback", line)
     remote(script.render(), "finishing rollback")
 
 
@@ -318,7 +323,6 @@ def _remove_unpublished(name, previous):
 
 def _switch_back(name, previous, mark_bad=True):
     """Put current back to the link it had (``previous``), mark a deployed release bad, log it."""
-    d = deploy_path()
     script = Script()
     if previous:
         _switch_steps(script, target=previous)
@@ -329,7 +333,7 @@ def _switch_back(name, previous, mark_bad=True):
     what = "deploy" if mark_bad else "rollback"
     shown = _link_name(previous) or "nothing"
     line = f"Release {name} was switched back to {shown} after a failed {what} by {user()}"
-    script.add("log revert", f"printf '%s\\n' {quote(line)} >> {quote(posixpath.join(d, 'revisions.log'))}")
+    _log(script, "log revert", line)
     remote(script.render(), "switch back")
     env.fake_published = False
     current_run().note(env.host_string, f"switched back to {_link_name(previous) or 'no release'}"
