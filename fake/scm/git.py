@@ -47,7 +47,11 @@ def resolve_refs(lines, branch):
         kind, _, rest = line.partition(" ")
         if kind == "remote":
             if rest.startswith("ref: "):
-                symref = rest[5:].split("\t")[0].strip()
+                # `ls-remote --symref X HEAD` also matches refs/remotes/*/HEAD
+                # in a non-bare repository: only HEAD itself names the default branch.
+                target, _, name = rest[5:].partition("\t")
+                if name.strip() == "HEAD":
+                    symref = target.strip()
                 continue
             sha, _, ref = rest.partition("\t")
             refs[ref.strip()] = sha.strip()

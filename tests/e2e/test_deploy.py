@@ -352,6 +352,8 @@ def test_readme_demo_runs_on_the_local_target(tmp_path):
     assert len(rels) == 1 and (target / "current").resolve().name == rels[0], rels
     assert len(list(target.glob("rolled-back-release-*.tar.gz"))) == 1
     assert "restarting the app" in proc.stdout and "rolled back to release" in proc.stdout, explain(proc)
+    # In a clone (as in CI) the default branch is the checkout's, not refs/remotes/origin/HEAD's.
+    assert re.search(r"^\[local\] Branch [\w.-]+ \(at [0-9a-f]{40}\) deployed", proc.stdout, re.M), explain(proc)
 
 
 def test_ctrl_c_during_updating_leaves_every_host_as_it_was(project, app, repo):

@@ -445,3 +445,15 @@ def test_copy_probe_reports_missing_tools(tmp_path):
     resolved = Copy().resolve(lines[:-1], None, None)
     assert resolved.error.startswith("scm 'copy' needs tar, gzip, sha256sum on the host")
     assert sh(probe).stdout.splitlines() == ["problems=0"]
+
+
+def test_default_branch_is_heads_symref_not_a_remote_tracking_head():
+    from fake.scm.git import Git
+
+    sha = "7" * 40
+    # `git ls-remote --symref <non-bare repo> HEAD` also lists refs/remotes/origin/HEAD
+    lines = ["remote ref: refs/heads/main\tHEAD", f"remote {sha}\tHEAD",
+             "remote ref: refs/remotes/origin/main\trefs/remotes/origin/HEAD",
+             f"remote {sha}\trefs/remotes/origin/HEAD"]
+    sha_got, ref, error = Git().resolve(lines, None)
+    assert (sha_got, ref, error) == (sha, "refs/heads/main", None)
