@@ -219,9 +219,9 @@ class Run:
         if targets is None:
             return {}
         if not targets:
-            if getattr(call.task, "roles", None) or not hosts == []:
-                return {}
-            return {None: self._call_without_host(call)}
+            if hosts or getattr(call.task, "roles", None):
+                return {}  # hosts were selected, none of them in the task's roles
+            return {None: self._call_without_host(call)}  # no hosts at all: runs here, like `inv`
         if self.interrupted:
             raise Interrupted(self.interrupted)
         results, failures, skipped = self._parallel(targets, lambda h: self._call_on(call, h))
