@@ -107,7 +107,8 @@ class Fab(fabric.main.Fab):
         args = []
         for arg in super().core_args():
             if "dry" in arg.names:
-                arg = Argument(names=("dry",), kind=bool, help=arg.help)
+                # -R means roles here (as in Fabric 1); echo-only cannot plan a deploy.
+                arg = Argument(names=("dry",), kind=bool, help="The same as --dry-run.")
             args.append(arg)
         return args + [
             Argument(names=("R", "roles"),
