@@ -228,7 +228,7 @@ class Fab(fabric.main.Fab):
                 write_report(path, run, error, self.argv)
             except OSError as e:
                 out.write(f"could not write the report {path}: {e}", err=True, level=QUIET)
-        out.write(f"fab finished: {'ok' if error is None else 'failed: ' + str(error).splitlines()[0]}",
+        out.write(f"fab finished: {'ok' if error is None else 'failed: ' + (str(error).splitlines() or [type(error).__name__])[0]}",
                   level=VERBOSE + 1)
         out.close()
 

@@ -4,12 +4,10 @@ These are the Fabric 1 style calls a fabfile makes without a ``c`` argument;
 they act on the connection of the host the task is running on.
 """
 
-import re
-
 import invoke
 
 from .env import current_scope
-from .exceptions import ConfigError, HostCommandError, HostError
+from .exceptions import HostCommandError, HostError
 from .remote import require_target, run_command
 
 __all__ = ["run", "sudo", "put", "get", "test", "local"]
@@ -40,10 +38,7 @@ def sudo(command, user=None, hide=None, warn=None, timeout=None, **kwargs):
     """Run a command through sudo on the current host (as ``user``, default root)."""
     conn, host = _here(f"sudo({command!r})")
     if user:
-        if not re.match(r"^[A-Za-z_][A-Za-z0-9_.-]*$", str(user)):
-            # Invoke puts the user into `sudo -u USER` unquoted.
-            raise ConfigError(f"sudo user {user!r} is not a valid user name")
-        kwargs["user"] = user
+        kwargs["user"] = user  # checked in run_command, for c.sudo() too
     return run_command(conn, command, host=host, sudo=True, hide=hide, warn=warn,
                        timeout=_timeout(timeout), **kwargs)
 

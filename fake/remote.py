@@ -6,6 +6,7 @@ stage costs one round trip per host, and a failing step is still named.
 """
 
 import os
+import re
 import shlex
 import shutil
 import socket
@@ -17,7 +18,7 @@ import invoke
 import paramiko
 from fabric import Connection
 
-from .exceptions import ConnectError, FakeError, HostCommandError
+from .exceptions import ConfigError, ConnectError, FakeError, HostCommandError
 from .output import VERBOSE, console
 
 __all__ = [
@@ -338,8 +339,14 @@ def run_command(target, command, *, host=None, sudo=False, hide=None, warn=None,
     warn = bool(run_config.get("warn")) if warn is None else warn
     hide = bool(run_config.get("hide")) if hide is None else hide
     if sudo:
-        # sudo applies to one command: wrap cd prefixes and && lists in a shell.
-        full = "sh -c " + quote(full)
+        user = kwargs.get("user")
+        if user is not None and not re.match(r"^[A-Za-z_][A-Za-z0-9_.-]*$", str(user)):
+            # Invoke puts the user into `sudo -u USER` unquoted.
+            raise ConfigError(f"sudo user {user!r} is not a valid user name")
+        if full != command:
+            # A cd() prefix must run under sudo too; otherwise the command goes
+            # through as given, so sudoers rules for exact commands still match.
+            full = "sh -c " + quote(full)
     opts = dict(warn=True, hide=True, in_stream=False, **kwargs)
     if timeout:
         opts["timeout"] = timeout

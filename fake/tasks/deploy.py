@@ -100,6 +100,9 @@ def _check():
     prepared = scm.prepare_once(cenv.get("repo_url"), cenv.get("branch")) if scm is not None else None
     state = inspect(lock_info, scm)
     run.record("fake_state", env.host_string, state)
+    if state.lock_failed:
+        raise HostError(env.host_string, f"cannot create the lock file {lock_path()}: "
+                        f"is {deploy_path()} writable by the login user?")
     if state.lock is not None and not state.locked_by_us:
         raise HostError(env.host_string,
                         f"{deploy_path()} is locked by {describe_lock(state.lock, state.now)}; "
@@ -252,7 +255,8 @@ def _revert():
         raise HostError(env.host_string, "refusing to roll back: " + "; ".join(problems)
                         + "; make them agree, or pass --force to roll back each host on its own")
     if isinstance(target, Exception) or target is None:
-        if env.get("rollback_force") and len(targets) > 1:
+        someone = any(isinstance(t, str) for t in targets.values())
+        if env.get("rollback_force") and len(targets) > 1 and someone:
             # --force: each host on its own; one without a target stays as it is.
             env.fake_skip = True
             run.note(env.host_string, f"not rolled back: {target}")
@@ -273,10 +277,11 @@ def _archive_rolled_back():
     d = deploy_path()
     script = Script()
     if old and old > target:
-        archive = posixpath.join(d, f"rolled-back-release-{old}.tar.gz")
-        # gzip -1: most of the saving at a fraction of the CPU (release trees are
-        # often already-compressed assets); tar -I keeps tar's own exit status.
-        script.argv("archive rolled-back release", "tar", "-I", "gzip -1", "-cf", archive, "-C", releases_path(), old)
+        tarball = posixpath.join(d, f"rolled-back-release-{old}.tar")
+        # Two steps, not `tar -z` or a pipe: gzip -1 is most of the saving at a
+        # fraction of the CPU, any tar can do it, and each step's exit counts.
+        script.argv("archive rolled-back release", "tar", "-cf", tarball, "-C", releases_path(), old)
+        script.argv("compress archive", "gzip", "-1", "-f", tarball)
         script.argv("remove rolled-back release", "rm", "-rf", "--", release_path(old))
     line = f"{user()} rolled back to release {target}"
     _log(script, "log rollback", line)
@@ -288,21 +293,20 @@ def _failed():
     name = env.get("fake_release_created")
     previous = env.get("previous_current")
     if not env.get("fake_published"):
-        if not name:
-            return
-        _remove_unpublished(name, previous)
+        if name:
+            _remove_unpublished(name, previous)
+        elif env.get("fake_action") == "rollback" and env.get("release_name") and not env.get("fake_skip"):
+            _undo_lost_switch(env.release_name, previous)
         return
     stage = current_run().shared.get("stage")
     if stage in ("publishing", "published") or (stage == "finishing" and not env.get("fake_finished")):
         _switch_back(env.release_name, previous, mark_bad=env.get("fake_action") != "rollback")
 
 
-def _remove_unpublished(name, previous):
-    """Remove this run's release; first undo a switch whose result never came back.
-
-    The command's last test fails if current still points at the release,
-    so a host that could not be put back is reported, not silently kept.
-    """
+def _undo_if_switched(name, previous):
+    """Shell: if current points at releases/<name> (a switch whose result never
+    came back), put it back to ``previous``. Plain shell, no ``set -e``: the
+    caller's last test says whether it worked."""
     cur, rel = quote(current_path()), quote(posixpath.join("releases", name))
     back = Script()
     if previous:
@@ -310,15 +314,32 @@ def _remove_unpublished(name, previous):
     else:
         back.argv("remove current", "rm", "-f", current_path())
     undo = " && ".join(shell for _, shell in back.steps)
+    return [f"cur=$(readlink {cur} 2>/dev/null || true)", f"if [ \"$cur\" = {rel} ]; then {undo}; fi"]
+
+
+def _not_current(name):
+    return f"test \"$(readlink {quote(current_path())} 2>/dev/null || true)\" != {quote(posixpath.join('releases', name))}"
+
+
+def _remove_unpublished(name, previous):
+    """Remove this run's release; first undo a switch whose result never came back.
+
+    The last test fails if current still points at the release or the
+    release is still there, so such a host is reported, not silently kept.
+    """
     leftovers = strategy(cenv.get("scm")).leftovers(deploy_path(), name)
-    script = "\n".join([
-        f"cur=$(readlink {cur} 2>/dev/null || true)",
-        f"if [ \"$cur\" = {rel} ]; then {undo}; fi",
-        f"cur=$(readlink {cur} 2>/dev/null || true)",
-        f"if [ \"$cur\" != {rel} ]; then {join(['rm', '-rf', '--', release_path(name), *leftovers])}; fi",
-        f"test \"$(readlink {cur} 2>/dev/null || true)\" != {rel}",
+    release = quote(release_path(name))
+    script = "\n".join(_undo_if_switched(name, previous) + [
+        f"if {_not_current(name)}; then {join(['rm', '-rf', '--', release_path(name), *leftovers])}; fi",
+        f"{_not_current(name)} && test ! -e {release}",
     ]) + "\n"
     remote(script, f"remove unpublished release {name}")
+
+
+def _undo_lost_switch(target, previous):
+    """A rollback's switch may have landed though its result was lost: undo it."""
+    script = "\n".join(_undo_if_switched(target, previous) + [_not_current(target)]) + "\n"
+    remote(script, f"check current after the failed rollback to {target}")
 
 
 def _switch_back(name, previous, mark_bad=True):

@@ -33,6 +33,7 @@ class HostState:
         self.bad = set()
         self.lock = None
         self.locked_by_us = False
+        self.lock_failed = False
         self.mirror = False
         self.missing = []
         self.scm_lines = []
@@ -63,6 +64,8 @@ class HostState:
                 st.lock = rest
             elif kind == "locked":
                 st.locked_by_us = True
+            elif kind == "lockfail":
+                st.lock_failed = True
             elif kind == "mirror":
                 st.mirror = True
             elif kind == "missing":
@@ -108,7 +111,8 @@ def probe_script(lock_info=None, scm=None, with_log=False):
             'if [ "$problems" -eq 0 ]; then',
             f"  mkdir -p {d}",
             f"  if (set -C; printf '%s%s}}\\n' {head} \"$(date +%s)\" > {d}/{LOCK_FILE}) 2>/dev/null; then echo locked;",
-            f"  else echo \"lock $(cat {d}/{LOCK_FILE} 2>/dev/null | tr '\\n' ' ')\"; fi",
+            f"  elif [ -e {d}/{LOCK_FILE} ]; then echo \"lock $(cat {d}/{LOCK_FILE} 2>/dev/null | tr '\\n' ' ')\";",
+            "  else echo lockfail; fi",
             "fi",
         ]
     lines.append("exit 0")

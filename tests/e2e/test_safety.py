@@ -418,3 +418,20 @@ def test_forced_rollback_leaves_a_host_without_a_target_alone(fab, app, repo):
     assert live(fleet["web1"]) == f"releases/{r1}" and live(fleet["web2"]) == f"releases/{r1}"
     assert live(fleet["db1"]) == f"releases/{r1}" and releases(fleet["db1"]) == [r1, r2]
     assert "db1: not rolled back: no earlier release to roll back to" in proc.stdout, explain(proc)
+
+
+def test_unwritable_deploy_path_is_named_not_called_a_lock(fab, app):
+    fleet = app(deploy_path="/srv/readonly/app")
+    for host in fleet.hosts:
+        host.sh("chown -R root /srv/readonly && chmod -R go-w /srv/readonly")  # the login user cannot write it
+    proc = deploy(fab, fleet, "deploy")
+    assert proc.returncode != 0, explain(proc)
+    assert "cannot create the lock file /srv/readonly/app/deploy.lock" in proc.stderr, explain(proc)
+    assert "unlock" not in proc.stderr
+
+
+def test_forced_rollback_with_no_host_able_to_roll_back_fails(fab, app):
+    fleet = app()
+    ok(deploy(fab, fleet, "deploy"))
+    proc = deploy(fab, fleet, "rollback", "--force")
+    assert proc.returncode != 0 and "no earlier release to roll back to" in proc.stderr, explain(proc)

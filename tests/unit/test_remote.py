@@ -291,3 +291,25 @@ def test_sudo_wraps_the_whole_command_so_cd_and_lists_run_as_the_user():
     with cd("/srv/my app"):
         run_command(Target(), "systemctl restart app && echo done", host="h", sudo=True, hide=True)
     assert Target.seen == "sh -c " + quote("cd '/srv/my app' && systemctl restart app && echo done")
+
+
+def test_sudo_without_cd_sends_the_command_as_given_and_checks_the_user():
+    """sudoers rules for exact commands (NOPASSWD: /usr/bin/systemctl restart app) must still match."""
+    from fake.exceptions import ConfigError
+    from fake.remote import run_command
+
+    class Target:
+        config = {"run": {}}
+        seen = None
+
+        def raw_sudo(self, command, **kwargs):
+            Target.seen = command
+
+            class Result:
+                exited, stdout, stderr = 0, "", ""
+            return Result()
+
+    run_command(Target(), "systemctl restart app", host="h", sudo=True, hide=True)
+    assert Target.seen == "systemctl restart app"
+    with pytest.raises(ConfigError, match="sudo user 'a b' is not a valid user name"):
+        run_command(Target(), "id", host="h", sudo=True, hide=True, user="a b")
