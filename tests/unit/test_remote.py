@@ -274,23 +274,29 @@ def test_prefixed_stream_err_goes_to_stderr_and_secrets_are_masked(screen):
     assert err.getvalue() == "[h] password is ********\n"
 
 
+class SudoTarget:
+    """A connection stand-in that records the command sudo would send."""
+
+    config = {"run": {}}
+
+    def __init__(self):
+        self.seen = None
+
+    def raw_sudo(self, command, **kwargs):
+        self.seen = command
+
+        class Result:
+            exited, stdout, stderr = 0, "", ""
+        return Result()
+
+
 def test_sudo_wraps_the_whole_command_so_cd_and_lists_run_as_the_user():
     from fake.remote import run_command
 
-    class Target:
-        config = {"run": {}}
-        seen = None
-
-        def raw_sudo(self, command, **kwargs):
-            Target.seen = command
-
-            class Result:
-                exited, stdout, stderr = 0, "", ""
-            return Result()
-
+    target = SudoTarget()
     with cd("/srv/my app"):
-        run_command(Target(), "systemctl restart app && echo done", host="h", sudo=True, hide=True)
-    assert Target.seen == "sh -c " + quote("cd '/srv/my app' && systemctl restart app && echo done")
+        run_command(target, "systemctl restart app && echo done", host="h", sudo=True, hide=True)
+    assert target.seen == "sh -c " + quote("cd '/srv/my app' && systemctl restart app && echo done")
 
 
 def test_sudo_without_cd_sends_the_command_as_given_and_checks_the_user():
@@ -298,18 +304,8 @@ def test_sudo_without_cd_sends_the_command_as_given_and_checks_the_user():
     from fake.exceptions import ConfigError
     from fake.remote import run_command
 
-    class Target:
-        config = {"run": {}}
-        seen = None
-
-        def raw_sudo(self, command, **kwargs):
-            Target.seen = command
-
-            class Result:
-                exited, stdout, stderr = 0, "", ""
-            return Result()
-
-    run_command(Target(), "systemctl restart app", host="h", sudo=True, hide=True)
-    assert Target.seen == "systemctl restart app"
+    target = SudoTarget()
+    run_command(target, "systemctl restart app", host="h", sudo=True, hide=True)
+    assert target.seen == "systemctl restart app"
     with pytest.raises(ConfigError, match="sudo user 'a b' is not a valid user name"):
-        run_command(Target(), "id", host="h", sudo=True, hide=True, user="a b")
+        run_command(target, "id", host="h", sudo=True, hide=True, user="a b")
