@@ -181,17 +181,7 @@ class FakeTool(Tool):
         template = string.Template((BENCH / "fake" / "fabfile.py.tmpl").read_text())
         (self.dir / "fabfile.py").write_text(template.substitute(
             hosts=repr(hosts), repo_url=str(self.repo.path)))
-        self.ssh_config = self.dir / "ssh_config"
-        self.ssh_config.write_text("".join(
-            f"Host {name}\n"
-            f"    HostName 127.0.0.1\n"
-            f"    Port {self.ports[name]}\n"
-            f"    User {TEST_USER}\n"
-            f"    IdentityFile {self.fleet.key_path}\n"
-            f"    IdentitiesOnly yes\n"
-            f"    StrictHostKeyChecking no\n"
-            f"    UserKnownHostsFile /dev/null\n\n"
-            for name in hosts))
+        self.ssh_config = self.fleet.write_ssh_config(self.dir / "ssh_config", ports=self.ports)
 
     def argv(self, action):
         return [fab_program(), "-S", self.ssh_config, "-R", "bench", action]

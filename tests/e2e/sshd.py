@@ -277,11 +277,16 @@ class Fleet:
         for host in self.hosts:
             host._wait_ready(deadline)
 
-        self.ssh_config_path = self.workdir / "ssh_config"
-        self.ssh_config_path.write_text("".join(
+        self.ssh_config_path = self.write_ssh_config(self.workdir / "ssh_config")
+
+    def write_ssh_config(self, path, ports=None):
+        """An OpenSSH client config naming each host; ``ports`` maps a name to
+        another port (the benchmark's delay proxies). Returns ``path``."""
+        ports = ports or {}
+        path.write_text("".join(
             f"Host {h.name}\n"
             f"    HostName 127.0.0.1\n"
-            f"    Port {h.port}\n"
+            f"    Port {ports.get(h.name, h.port)}\n"
             f"    User {TEST_USER}\n"
             f"    IdentityFile {self.key_path}\n"
             f"    IdentitiesOnly yes\n"
@@ -290,6 +295,7 @@ class Fleet:
             f"    LogLevel ERROR\n\n"
             for h in self.hosts
         ))
+        return path
 
     def _write_sshd_config(self, host):
         host.config_path.write_text(
