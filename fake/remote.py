@@ -1,13 +1,10 @@
-"""Commands on one host: quoting, connecting, running, and errors that name it.
+"""Commands on one host: connecting, running, and errors that name it.
 
-Every value that reaches a remote shell goes through :func:`quote` or
-:func:`join` (``shlex``); multi-step work is sent as one :class:`Script` so a
-stage costs one round trip per host, and a failing step is still named.
+The shell text they run is built in :mod:`fake.shell`.
 """
 
 import os
 import re
-import shlex
 import shutil
 import socket
 import time
@@ -18,6 +15,7 @@ import invoke
 import paramiko
 from fabric import Connection
 
+from .shell import Script, join, quote, quote_path  # noqa: F401  (re-exported: shell text lives in shell.py)
 from .exceptions import ConfigError, ConnectError, FakeError, HostCommandError
 from .output import VERBOSE, console
 
@@ -37,24 +35,6 @@ LOCAL = "local"
 _cwd = ContextVar("fake_cwd", default=())
 
 
-def quote(value):
-    return shlex.quote(str(value))
-
-
-def join(argv):
-    return " ".join(quote(a) for a in argv)
-
-
-def quote_path(path):
-    """Quote a path but keep a leading ``~`` meaning the remote home."""
-    path = str(path)
-    if path == "~":
-        return '"$HOME"'
-    if path.startswith("~/"):
-        return '"$HOME"/' + quote(path[2:])
-    return quote(path)
-
-
 @contextmanager
 def cd(path):
     """Run commands of this block in ``path`` (nests; the path is quoted)."""
@@ -70,54 +50,6 @@ def with_cwd(command):
     if not dirs:
         return command
     return " && ".join(f"cd {quote_path(d)}" for d in dirs) + " && " + command
-
-
-class Script:
-    """Steps sent as one shell program; the failing step is reported by name.
-
-    Each step is shell text built from quoted pieces. With ``set -e`` the
-    first failing step stops the script, and an EXIT trap prints its label
-    on stderr so the error can say which step failed. A step is one simple
-    command: ``set -e`` ignores failures inside ``a && b``, and a pipeline
-    reports only its last command.
-    """
-
-    MARK = "fake-failed-step: "
-
-    def __init__(self):
-        self.steps = []
-
-    def add(self, label, shell):
-        self.steps.append((label, shell))
-        return self
-
-    def argv(self, label, *argv):
-        return self.add(label, join(argv))
-
-    def render(self):
-        lines = [
-            "set -e",
-            "fake_step=start",
-            f"trap '[ $? -eq 0 ] || echo \"{self.MARK}$fake_step\" >&2' EXIT",
-        ]
-        for label, shell in self.steps:
-            lines.append(f"fake_step={quote(label)}")
-            lines.append(shell)
-        return "\n".join(lines) + "\n"
-
-    def __bool__(self):
-        return bool(self.steps)
-
-    @classmethod
-    def failed_step(cls, stderr):
-        """Split our marker line off stderr: (label or None, rest)."""
-        label, kept = None, []
-        for line in (stderr or "").splitlines():
-            if line.startswith(cls.MARK):
-                label = line[len(cls.MARK):].strip()
-            else:
-                kept.append(line)
-        return label, "\n".join(kept)
 
 
 class PrefixedStream:

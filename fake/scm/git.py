@@ -11,7 +11,7 @@ import re
 import threading
 
 from ..exceptions import ConfigError
-from ..remote import join, quote
+from ..shell import block, join, quote
 from .base import Resolved, Strategy, once_per_deploy
 
 __all__ = ["Git", "resolve_refs", "is_commit_id"]
@@ -26,6 +26,20 @@ REFSPECS = ("+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
 MAX_CONCURRENT = 10
 # git's closing advice after a failed connection; the lines before it say what failed
 _BOILERPLATE = ("Please make sure you have the correct access rights", "and the repository exists.")
+
+
+def _read_origin(repo_path):
+    """Shell setting ``$fake_origin`` to the mirror's origin URL as its config file spells it."""
+    config = quote(posixpath.join(repo_path, "config"))
+    return "\n".join([
+        "fake_origin=; fake_in=",
+        "while IFS= read -r fake_line; do",
+        "  case $fake_line in",
+        """    '['*) if [ "$fake_line" = '[remote "origin"]' ]; then fake_in=1; else fake_in=; fi;;""",
+        """    *) if [ -n "$fake_in" ]; then case $fake_line in "\turl = "*) fake_origin=${fake_line#*url = };; esac; fi;;""",
+        "  esac",
+        f"done < {config} 2>/dev/null || true",
+    ])
 
 
 def is_commit_id(name):
@@ -147,8 +161,8 @@ class Git(Strategy):
         lines = [
             NO_PROMPT,
             f"if refs=$({ls} 2>&1); then",
-            f'  if [ -n "$refs" ]; then printf "%s\\n" "$refs" | sed "s/^/remote /"; else {empty}; fi',
-            'else printf "%s\\n" "$refs" | sed "s/^/remote-error /"; problems=1; fi',
+            f'  if [ -n "$refs" ]; then {block("remote", "refs")}; else {empty}; fi',
+            f'else {block("remote-error", "refs")}; problems=1; fi',
         ]
         if commit and repo_path:
             r = quote(repo_path)
@@ -170,30 +184,46 @@ class Git(Strategy):
         fetch += [f"--depth={depth}"] if depth else []
         script.add("git environment", NO_PROMPT)
         if mirror_present:
-            script.argv("git remote set-url", "git", "-C", repo_path, "remote", "set-url", "origin", url)
-            # A mirror made shallow by git_shallow_clone gets its history back once the setting goes.
+            # Fetch from the URL itself, so the fetch never depends on the
+            # mirror's config; origin is rewritten only when repo_url changed
+            # (read with builtins: no git started when it did not).
+            script.add("read mirror origin", _read_origin(repo_path))
+            script.add("git remote set-url", f'if [ "$fake_origin" != {quote(url)} ]; then '
+                       + join(["git", "-C", repo_path, "remote", "set-url", "origin", url]) + "; fi")
             unshallow = "" if depth else f" $([ -f {quote(posixpath.join(repo_path, 'shallow'))} ] && echo --unshallow)"
-            script.add("git fetch", join(fetch) + unshallow + " " + join(["origin", *REFSPECS]))
+            script.add("git fetch", join(fetch) + unshallow + " " + join(["--", url, *REFSPECS]))
         elif depth:
             script.argv("git init --bare", "git", "init", "--bare", "--quiet", repo_path)
             script.argv("git remote add", "git", "-C", repo_path, "remote", "add", "--mirror=fetch", "origin", url)
             script.argv("git fetch", *fetch, "origin", *REFSPECS)
         else:
-            script.argv("git clone --mirror", "git", "clone", "--mirror", "--quiet", "--", url, repo_path)
-        script.argv("git cat-file", "git", "-C", repo_path, "cat-file", "-e", f"{sha}^{{commit}}")
+            # --no-local: a local path is cloned through git's pack transport, so
+            # the mirror starts as one pack rather than a copy of loose objects,
+            # which every later export would inflate one file at a time.
+            script.argv("git clone --mirror", "git", "clone", "--mirror", "--no-local", "--quiet", "--", url, repo_path)
         if tree:
             script.argv(f"repo_tree {tree} in {sha[:12]}", "git", "-C", repo_path, "cat-file", "-e", f"{sha}:{tree}")
-        script.argv("mkdir release", "mkdir", release_path)
+        script.argv("new release", "test", "!", "-e", release_path)
         if self.submodules():
+            script.argv("mkdir release", "mkdir", release_path)
             self._export_with_submodules(script, url, repo_path, release_path, sha, tree, target)
         else:
-            # Through a file, not a pipe: in `git archive | tar -x` a dying git can
-            # leave tar a clean but partial stream, and set -e sees only tar.
+            # One pipe, no temporary tar: git's --prefix makes tar create the
+            # release directory. A pipeline's status is tar's alone, so git's
+            # failure leaves a flag the next step checks (a dying git can hand
+            # tar a clean but partial stream).
             treeish = f"{sha}:{tree}" if tree else sha
-            tarball = self._tarball(release_path)
-            script.argv("git archive", "git", "-C", repo_path, "archive", "--format=tar", "-o", tarball, treeish)
-            script.argv("unpack release", "tar", "-x", "-f", tarball, "-C", release_path)
-            script.argv("remove archive", "rm", "-f", "--", tarball)
+            parent, name = posixpath.split(release_path)
+            flag = self._failed_flag(release_path)
+            archive = join(["git", "-C", repo_path, "archive", "--format=tar", f"--prefix={name}/", treeish])
+            script.add(f"export {sha[:12]}",
+                       f"{{ {archive} || : > {quote(flag)}; }} | {join(['tar', '-x', '-f', '-', '-C', parent])}")
+            script.argv(f"git archive {sha[:12]}", "test", "!", "-e", flag)
+
+    @staticmethod
+    def _failed_flag(release_path):
+        """Left by a failed ``git archive`` beside the release (hidden from releases/*)."""
+        return posixpath.join(posixpath.dirname(release_path), "." + posixpath.basename(release_path) + ".git-failed")
 
     @staticmethod
     def _tarball(release_path):
@@ -222,9 +252,10 @@ class Git(Strategy):
         script.argv("remove checkout", "rm", "-rf", "--", work)
 
     def leftovers(self, deploy_path, release_name):
-        tarball = self._tarball(posixpath.join(deploy_path, "releases", release_name))
-        checkout = [posixpath.join(deploy_path, ".fake-checkout-" + release_name)] if self.submodules() else []
-        return [tarball, *checkout]
+        release = posixpath.join(deploy_path, "releases", release_name)
+        if self.submodules():
+            return [self._tarball(release), self._checkout_path(posixpath.join(deploy_path, "repo"), release)]
+        return [self._failed_flag(release)]
 
     def limit(self):
         """At most ``git_max_concurrent`` hosts run the command that fetches, at once."""

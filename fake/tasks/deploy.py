@@ -28,7 +28,8 @@ import uuid
 from ..env import current_scope
 from ..exceptions import ConfigError, HostError
 from ..output import console
-from ..remote import Script, join, quote, run_command
+from ..remote import run_command
+from ..shell import Script, join, mkdir_if_missing, quote, remove_if_present
 from ..scm import strategy
 from ..scm.base import Resolved, Target
 from ..state import env, registry
@@ -173,7 +174,7 @@ def _update():
     shared_dirs += [posixpath.join(shared_path(), posixpath.dirname(p))
                     for k, p in links if k == "linked_files" and posixpath.dirname(p)]
     script = Script()
-    script.argv("create directories", "mkdir", "-p", releases_path(), shared_path(), *shared_dirs)
+    script.add("create directories", mkdir_if_missing(releases_path(), shared_path(), *shared_dirs))
     scm = strategy(cenv.get("scm"))
     conn, host = here()
     scm.create_release(script, cenv.get("repo_url"), repo_path(), release, sha, state.mirror,
@@ -189,9 +190,10 @@ def _update():
             # below reach outside the release (into shared/, or anywhere).
             parent = posixpath.join(release, *parents[: i + 1])
             script.argv(f"link {path}: {'/'.join(parents[: i + 1])} is not a symlink", "test", "!", "-L", parent)
-        script.argv(f"link {path}: clear", "rm", "-rf", "--", inside)
-        script.argv(f"link {path}: parent", "mkdir", "-p", posixpath.dirname(inside))
-        script.argv(f"link {path}", "ln", "-s", posixpath.join(shared_path(), path), inside)
+        script.add(f"link {path}: clear", remove_if_present(inside, recursive=True))
+        if parents:
+            script.add(f"link {path}: parent", mkdir_if_missing(posixpath.dirname(inside)))
+        script.argv(f"link {path}", "ln", "-s", "--", posixpath.join(shared_path(), path), inside)
     with scm.limit():
         remote(script.render(), "deploy:update")
 
@@ -209,7 +211,7 @@ def _switch_steps(script, name=None, target=None):
     """
     target = target or posixpath.join("releases", name)
     tmp = posixpath.join(deploy_path(), ".current.fake.tmp")
-    script.argv("remove stale temp link", "rm", "-f", tmp)
+    script.add("remove stale temp link", remove_if_present(tmp))
     script.argv("ln -s", "ln", "-s", target, tmp)
     script.argv("mv -T", "mv", "-T", tmp, current_path())
 
@@ -398,8 +400,10 @@ def _unlock_own():
     if token is None:
         return  # no probe ran in this flow, so no lock of ours can exist
     lock = quote(lock_path())
-    remote(f"if [ -f {lock} ] && grep -qF -- {quote(token)} {lock}; then rm -f -- {lock}; fi\n",
-            "release lock")
+    # The token is hex, safe in a case pattern; read and case are builtins.
+    remote(f"if [ -f {lock} ]; then fake_lock=; {{ read -r fake_lock < {lock}; }} 2>/dev/null || true\n"
+           f"  case $fake_lock in *{quote(token)}*) rm -f -- {lock};; esac\nfi\n",
+           "release lock")
 
 
 after("starting", "deploy:check")

@@ -13,7 +13,8 @@ import posixpath
 from ..env import current_scope, number
 from ..exceptions import ConfigError
 from ..registry import Task
-from ..remote import quote, require_target, run_command
+from ..remote import require_target, run_command
+from ..shell import block, quote, unblock
 from ..runner import active_run
 from ..scm.base import PROBE_PREFIX as SCM_PROBE_PREFIX
 from ..state import env, registry
@@ -49,7 +50,7 @@ class HostState:
     @classmethod
     def parse(cls, text):
         st = cls()
-        for line in text.splitlines():
+        for line in unblock(text.splitlines()):
             kind, _, rest = line.partition(" ")
             if kind == "now":
                 st.now = int(rest)
@@ -81,24 +82,29 @@ def probe_script(lock_info=None, scm=None, with_log=False):
     """Shell that reports a host's deploy state, and takes the lock if asked.
 
     The lock is taken only when nothing else is wrong, with noclobber so two
-    deploys racing for it cannot both win.
+    deploys racing for it cannot both win. Builtins do the reading (``read``,
+    not ``cat``, per release): the probe starts ``date`` and ``readlink``,
+    and the scm's check, and nothing else on a host in order.
     """
     d = quote(deploy_path())
+    lock = f"{d}/{LOCK_FILE}"
     lines = [
         "problems=0",
-        'echo "now $(date +%s)"',
+        "now=$(date +%s)",
+        'echo "now $now"',
         f"if [ -L {d}/current ]; then echo \"current $(readlink {d}/current)\"; fi",
         f"for r in {d}/releases/*; do",
         '  [ -d "$r" ] || continue',
-        '  rev=$(cat "$r/REVISION" 2>/dev/null || true)',
+        '  rev=; { read -r rev < "$r/REVISION"; } 2>/dev/null || true',
         f'  if [ -e "$r/{BAD_MARKER}" ]; then bad=bad; else bad=; fi',
         '  echo "release ${r##*/} ${rev:--} $bad"',
         "done",
-        f"if [ -f {d}/{LOCK_FILE} ]; then echo \"lock $(head -c 2000 {d}/{LOCK_FILE} | tr '\\n' ' ')\"; problems=1; fi",
+        f"if [ -f {lock} ]; then echo \"lock $(head -c 2000 {lock} | tr '\\n' ' ')\"; problems=1; fi",
         f"if [ -d {d}/repo ]; then echo mirror; fi",
     ]
     if with_log:
-        lines.append(f"if [ -f {d}/revisions.log ]; then tail -n 500 {d}/revisions.log | sed 's/^/log /'; fi")
+        lines.append(f"if [ -f {d}/revisions.log ]; then fake_log=$(tail -n 500 {d}/revisions.log); "
+                     f"{block('log', 'fake_log')}; fi")
     if scm is not None:
         for _, path in linked_paths():
             if path in [p for k, p in linked_paths() if k == "linked_files"]:
@@ -107,12 +113,15 @@ def probe_script(lock_info=None, scm=None, with_log=False):
         lines.append(scm.probe(cenv.get("repo_url"), cenv.get("branch"), repo_path=repo_path()))
     if lock_info is not None:
         head = quote(json.dumps(lock_info, sort_keys=True)[:-1] + ', "since": ')
+        # set -C in this shell, not a subshell: one fork fewer on every host.
         lines += [
             'if [ "$problems" -eq 0 ]; then',
-            f"  mkdir -p {d}",
-            f"  if (set -C; printf '%s%s}}\\n' {head} \"$(date +%s)\" > {d}/{LOCK_FILE}) 2>/dev/null; then echo locked;",
-            f"  elif [ -e {d}/{LOCK_FILE} ]; then echo \"lock $(cat {d}/{LOCK_FILE} 2>/dev/null | tr '\\n' ' ')\";",
+            f"  [ -d {d} ] || mkdir -p {d}",
+            "  set -C",
+            f"  if {{ printf '%s%s}}\\n' {head} \"$now\" > {lock}; }} 2>/dev/null; then echo locked;",
+            f"  elif [ -e {lock} ]; then echo \"lock $(cat {lock} 2>/dev/null | tr '\\n' ' ')\";",
             "  else echo lockfail; fi",
+            "  set +C",
             "fi",
         ]
     lines.append("exit 0")

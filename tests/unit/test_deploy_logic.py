@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import time
 
@@ -16,6 +17,7 @@ import pytest
 
 from fake.exceptions import ConfigError, MissingSetting
 from fake.remote import Script
+from fake.shell import unblock
 from fake.scm import strategy
 from fake.scm.git import Git
 from fake.state import env
@@ -390,7 +392,7 @@ def test_probe_script_quotes_deploy_path_and_is_valid_sh(lock_info, with_scm):
     if lock_info is not None:
         # the JSON goes in as one quoted word; the host adds "since" from its own clock
         assert shlex.quote(json.dumps(lock_info, sort_keys=True)[:-1] + ', "since": ') in text
-        assert '"$(date +%s)"' in text
+        assert 'now=$(date +%s)' in text and '"$now" >' in text
         assert "set -C" in text
 
 
@@ -522,7 +524,7 @@ def test_git_probe_hands_the_branch_to_git_as_one_argument(tmp_path, branch):
     probe = "problems=0\n" + Git().probe("repo url;touch " + str(pwned), branch) + '\necho "problems=$problems"\n'
     proc = sh(probe, env={"PATH": f"{bindir}:{os.environ['PATH']}"})
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.splitlines() == [
+    assert unblock(proc.stdout.splitlines()) == [
         "remote arg:ls-remote",
         "remote arg:--",
         f"remote arg:repo url;touch {pwned}",
@@ -549,7 +551,7 @@ def test_git_probe_outcomes(tmp_path, git_body, lines, problems):
     (bindir / "git").chmod(0o755)
     probe = "problems=0\n" + Git().probe("r", None) + '\necho "problems=$problems"\n'
     proc = sh(probe, env={"PATH": f"{bindir}:{os.environ['PATH']}"})
-    out = proc.stdout.splitlines()
+    out = unblock(proc.stdout.splitlines())
     assert out[:-1] == lines
     assert out[-1] == f"problems={problems}"
 
@@ -565,15 +567,77 @@ def test_git_create_release_steps_are_quoted_and_valid_sh():
     script = Script()
     Git().create_release(script, "url;x", "/srv/my app/repo", "/srv/my app/releases/1", SHA_A, mirror_present=True)
     labels = [label for label, _ in script.steps]
-    assert labels == ["git environment", "git remote set-url", "git fetch", "git cat-file", "mkdir release",
-                      "git archive", "unpack release", "remove archive"]
-    assert "|" not in script.steps[5][1], "no pipeline: set -e would only see its last command"
+    assert labels == ["git environment", "read mirror origin", "git remote set-url", "git fetch", "new release",
+                      f"export {SHA_A[:12]}", f"git archive {SHA_A[:12]}"]
     text = script.render()
     assert sh_syntax_ok(text)
     assert "'/srv/my app/repo'" in text and "'url;x'" in text
     fresh = Script()
     Git().create_release(fresh, "u", "/r", "/rel", SHA_A, mirror_present=False)
     assert [label for label, _ in fresh.steps][1] == "git clone --mirror"
+
+
+def _git_export(tmp_path, git_script=None):
+    """Run the git strategy's update steps against a real mirror (or a stand-in git)."""
+    src = tmp_path / "src"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(src)], check=True)
+    (src / "app.py").write_text("print('hi')\n")
+    (src / "lib").mkdir()
+    (src / "lib" / "util.py").write_text("x = 1\n")
+    git = ["git", "-C", str(src), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(git + ["add", "."], check=True)
+    subprocess.run(git + ["commit", "-qm", "one"], check=True)
+    sha = subprocess.run(git + ["rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+    deploy = tmp_path / "deploy"
+    (deploy / "releases").mkdir(parents=True)
+    script = Script()
+    Git().create_release(script, str(src), str(deploy / "repo"), str(deploy / "releases" / "1"), sha,
+                         mirror_present=False)
+    path = os.environ["PATH"]
+    if git_script is not None:
+        bindir = tmp_path / "bin"
+        bindir.mkdir()
+        (bindir / "git").write_text(git_script.replace("{real}", shutil.which("git")))
+        (bindir / "git").chmod(0o755)
+        path = f"{bindir}:{path}"
+    return deploy, sh(script.render(), env={"PATH": path, "HOME": str(tmp_path)})
+
+
+@pytest.mark.parametrize("origin, runs_set_url", [("/srv/git/app.git", False), ("/srv/git/old.git", True),
+                                                   ("/srv/git/app.git.bak", True)])
+def test_git_rewrites_the_mirror_origin_only_when_repo_url_changed(tmp_path, origin, runs_set_url):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "config").write_text('[core]\n\tbare = true\n[remote "other"]\n\turl = /srv/git/app.git\n'
+                                 f'[remote "origin"]\n\turl = {origin}\n\tfetch = +refs/*:refs/*\n')
+    script = Script()
+    Git().create_release(script, "/srv/git/app.git", str(repo), str(tmp_path / "releases" / "1"), SHA_A,
+                         mirror_present=True)
+    steps = dict(script.steps)
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "git").write_text('#!/bin/sh\necho "git $*"\n')
+    (bindir / "git").chmod(0o755)
+    proc = sh(steps["read mirror origin"] + "\n" + steps["git remote set-url"], env={"PATH": f"{bindir}:/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr
+    assert ("remote set-url origin /srv/git/app.git" in proc.stdout) == runs_set_url
+
+
+def test_git_export_fills_the_release_through_one_pipe(tmp_path):
+    deploy, proc = _git_export(tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (deploy / "releases" / "1" / "lib" / "util.py").read_text() == "x = 1\n"
+    assert sorted(p.name for p in (deploy / "releases").iterdir()) == ["1"]  # no tar, no flag left
+
+
+def test_git_export_fails_when_git_archive_fails_after_a_clean_partial_stream(tmp_path):
+    # git writes one whole member and dies: tar sees a well-formed archive and exits 0.
+    partial = ('#!/bin/sh\ncase " $* " in *" archive "*) {real} "$@" | head -c 1024; exit 1;; esac\n'
+               'exec {real} "$@"\n')
+    deploy, proc = _git_export(tmp_path, partial)
+    assert proc.returncode != 0
+    label, _ = Script.failed_step(proc.stderr)
+    assert label.startswith("git archive ")
 
 
 def test_scm_strategy_lookup():

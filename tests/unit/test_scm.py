@@ -13,6 +13,7 @@ import pytest
 
 from fake.exceptions import ConfigError, ControllerError
 from fake.remote import LocalTarget, Script
+from fake.shell import unblock
 from fake.runner import Run
 from fake.scm import Copy, Git, Strategy, Target, strategy
 from fake.scm.archive import exclude_patterns, excluded, from_directory, from_git
@@ -112,7 +113,7 @@ def test_git_probe_for_a_commit_id_lists_every_ref_and_asks_the_mirror(tmp_path)
     assert sh_ok(probe)
     assert "refs=$(git ls-remote -- u 2>&1)" in probe
     proc = sh("problems=0\n" + probe + '\necho "problems=$problems"', env={"PATH": f"{bindir}:/usr/bin:/bin"})
-    lines = proc.stdout.splitlines()
+    lines = unblock(proc.stdout.splitlines())
     assert lines == [remote(A, "refs/heads/m"), "scm-commit " + B, "problems=0"]
     assert resolve_refs(lines[:-1], "bbbb") == (B, "commit", None)
 
@@ -126,7 +127,7 @@ def test_git_steps_with_a_shallow_fresh_mirror():
     script = Script()
     Git().create_release(script, "/srv/my repo", "/d/repo", "/d/releases/1", A, mirror_present=False)
     assert labels(script) == ["git environment", "git init --bare", "git remote add", "git fetch",
-                              "git cat-file", "mkdir release", "git archive", "unpack release", "remove archive"]
+                              "new release", f"export {A[:12]}", f"git archive {A[:12]}"]
     text = script.render()
     assert sh_ok(text)
     assert "'file:///srv/my repo'" in text and "--depth=2" in text
@@ -147,7 +148,7 @@ def test_git_fetch_unshallows_when_the_setting_goes(tmp_path):
     assert "--unshallow" not in run()
     (tmp_path / "repo").mkdir()
     (tmp_path / "repo" / "shallow").write_text(A)
-    assert "--unshallow origin" in run()
+    assert "--unshallow -- u +refs/heads/*" in run()
 
 
 def test_git_steps_for_repo_tree_and_submodules():
@@ -156,8 +157,8 @@ def test_git_steps_for_repo_tree_and_submodules():
     script = Script()
     Git().create_release(script, "git@h:r.git", "/d/repo", "/d/releases/20260101000000", A, mirror_present=True)
     assert labels(script) == [
-        "git environment", "git remote set-url", "git fetch", "git cat-file", f"repo_tree services/api in {A[:12]}",
-        "mkdir release", "clear checkout", "git clone --shared", "checkout origin", "git checkout",
+        "git environment", "read mirror origin", "git remote set-url", "git fetch", f"repo_tree services/api in {A[:12]}",
+        "new release", "mkdir release", "clear checkout", "git clone --shared", "checkout origin", "git checkout",
         "git submodule update", "pack checkout", "unpack checkout", "remove archive", "remove checkout"]
     text = script.render()
     assert sh_ok(text)
@@ -167,8 +168,8 @@ def test_git_steps_for_repo_tree_and_submodules():
     env.git_submodules = False
     plain = Script()
     Git().create_release(plain, "u", "/d/repo", "/d/releases/1", A, mirror_present=True)
-    assert f"archive --format=tar -o /d/releases/.1.tar {A}:services/api" in plain.render()
-    assert Git().leftovers("/d", "1") == ["/d/releases/.1.tar"]
+    assert f"archive --format=tar --prefix=1/ {A}:services/api" in plain.render()
+    assert Git().leftovers("/d", "1") == ["/d/releases/.1.git-failed"]
 
 
 @pytest.mark.parametrize("key, value, message", [
