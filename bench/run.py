@@ -35,7 +35,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.e2e.sshd import TEST_USER, Fleet, commit, ensure_test_user, make_repo  # noqa: E402
+from tests.e2e.sshd import TEST_USER, Fleet, _chown_tree, _git, commit, ensure_test_user, make_repo  # noqa: E402
 
 APP = "/srv/app"
 SFTP_SERVER = "/usr/lib/openssh/sftp-server"
@@ -44,14 +44,19 @@ RUN_TIMEOUT = 600
 TOOLS = ("fake", "capistrano")
 LABEL = {"fake": "Fake", "capistrano": "Capistrano"}
 
-# Runs as the login user for every SSH command: one log line, then the command.
-# bash (not sh) so that the timestamp and the newline escaping cost no forks.
-WRAPPER = r"""#!/bin/bash
+# Runs as the login user for every SSH command: one log record, then the command.
+# The wrapper is measurement, not deployment, so it is made as cheap as it can
+# be: dash and builtins only (no bash, no date; the stamp is /proc/uptime, in
+# 10 ms steps), and the command runs in the wrapper's own shell with eval
+# rather than a third shell. A record starts a line with "@<uptime> ".
+WRAPPER = r"""#!/bin/sh
 # ForceCommand for benchmark hosts: log the command, then run it as sshd would.
-cmd=$SSH_ORIGINAL_COMMAND
-printf '%s %s\n' "$EPOCHREALTIME" "${cmd//$'\n'/\\n}" >> "$1"
-if [ -z "$cmd" ]; then exec /bin/sh -l; fi
-exec /bin/sh -c "$cmd"
+read fake_up fake_idle < /proc/uptime
+fake_log=$1
+set --
+printf '@%s %s\n' "$fake_up" "$SSH_ORIGINAL_COMMAND" >> "$fake_log"
+if [ -z "$SSH_ORIGINAL_COMMAND" ]; then exec /bin/sh -l; fi
+eval "$SSH_ORIGINAL_COMMAND"
 """
 
 
@@ -90,6 +95,11 @@ class SampleRepo:
         make_repo(path)
         files = sample_files()
         self.head = commit(path, files, "sample application")
+        # Packed, as a repository that has been pushed to or cloned from is;
+        # a fresh `git init` leaves every object loose, which no real
+        # repository a fleet deploys from looks like. Both tools read it.
+        _git(path, "gc", "--quiet")
+        _chown_tree(path, ensure_test_user())
         self.size = sum(len(v) for v in files.values())
         self.nfiles = len(files) + 2  # plus make_repo's app.py and static/.keep
 
@@ -249,27 +259,35 @@ def start_fleet(n, workdir, wrapper, logdir):
     return fleet
 
 
-def command_lines(logdir, host):
+def command_records(logdir, host):
+    """[(epoch time, command)] in the order the host's wrapper logged them."""
     try:
-        return (logdir / f"{host.name}.log").read_text(errors="replace").splitlines()
+        text = (logdir / f"{host.name}.log").read_text(errors="replace")
     except FileNotFoundError:
         return []
+    with open("/proc/uptime") as f:
+        offset = time.time() - float(f.read().split()[0])
+    records = []
+    for line in text.split("\n"):
+        stamp, _, command = line.partition(" ")
+        if stamp.startswith("@"):
+            try:
+                records.append([float(stamp[1:]) + offset, command])
+                continue
+            except ValueError:
+                pass
+        if records:  # a later line of a multi-line command
+            records[-1][1] += "\n" + line
+    return [(t, c.rstrip("\n")) for t, c in records]
 
 
 def counters(fleet, logdir):
-    return {h.name: (len(command_lines(logdir, h)), h.accepted_count()) for h in fleet.hosts}
+    return {h.name: (len(command_records(logdir, h)), h.accepted_count()) for h in fleet.hosts}
 
 
 def command_times(fleet, logdir, before):
     """Epoch times of the commands logged on all hosts since ``before``."""
-    times = []
-    for host in fleet.hosts:
-        for line in command_lines(logdir, host)[before[host.name][0]:]:
-            try:
-                times.append(float(line.split(" ", 1)[0]))
-            except ValueError:
-                pass
-    return times
+    return [t for host in fleet.hosts for t, _ in command_records(logdir, host)[before[host.name][0]:]]
 
 
 def verify(fleet, sha):
@@ -404,10 +422,10 @@ def run_cell(n, delay, tools, runs, root, wrapper, repo, samples):
                     f"conns/host {min(conns)}-{max(conns)}  {rss / 1024:5.1f} MB  cpu {cpu:4.2f} s{span}  {status}")
                 if kind in ("deploy", "rollback") and tool not in samples.get(kind, {}):
                     first = fleet.hosts[0]
-                    lines = command_lines(logdirs[tool], first)[before[first.name][0]:]
+                    logged = command_records(logdirs[tool], first)[before[first.name][0]:]
                     samples.setdefault(kind, {})[tool] = {
                         "cell": f"{n} hosts, D={delay}",
-                        "commands": [line.split(" ", 1)[-1][:100] for line in lines]}
+                        "commands": [command.replace("\n", "\\n")[:100] for _, command in logged]}
         return records, delay_check
     finally:
         if proxy is not None:

@@ -5,15 +5,15 @@ The shell text they run is built in :mod:`fake.shell`.
 
 import os
 import re
-import shutil
-import socket
+import select
+import subprocess
 import time
 from contextlib import contextmanager
 from contextvars import ContextVar
 
 import invoke
 import paramiko
-from fabric import Connection
+import paramiko.agent
 
 from .shell import Script, join, quote, quote_path  # noqa: F401  (re-exported: shell text lives in shell.py)
 from .exceptions import ConfigError, ConnectError, FakeError, HostCommandError
@@ -23,9 +23,8 @@ __all__ = [
     "quote",
     "join",
     "Script",
-    "LocalTarget",
-    "open_target",
     "run_command",
+    "run_quiet",
     "cd",
     "prefixed",
     "LOCAL",
@@ -102,159 +101,6 @@ class HostCommands:
         return super().sudo(command, **kwargs)
 
 
-class HostConnection(HostCommands, Connection):
-    pass
-
-
-class LocalTarget(HostCommands, invoke.Context):
-    """The built-in ``local`` host: commands run here, without SSH."""
-
-    host = LOCAL
-    fake_host = LOCAL
-    user = None
-
-    def __init__(self, config=None):
-        super().__init__(config=config)
-
-    @property
-    def is_connected(self):
-        return True
-
-    def open(self):
-        pass
-
-    def close(self):
-        pass
-
-    def put(self, local, remote=None, preserve_mode=True):
-        remote = os.path.expanduser(remote or os.path.basename(local))
-        if os.path.isdir(remote):
-            remote = os.path.join(remote, os.path.basename(local))
-        shutil.copy2(local, remote) if preserve_mode else shutil.copyfile(local, remote)
-        return remote
-
-    def get(self, remote, local=None, preserve_mode=True):
-        remote = os.path.expanduser(remote)
-        local = local or os.path.basename(remote)
-        if os.path.isdir(local):
-            local = os.path.join(local, os.path.basename(remote))
-        shutil.copy2(remote, local) if preserve_mode else shutil.copyfile(remote, local)
-        return local
-
-
-def open_target(host, config, user=None, port=None, key_filename=None,
-                forward_agent=None, connect_timeout=None):
-    """An open connection to ``host``, or ConnectError naming it and why."""
-    if host == LOCAL:
-        return LocalTarget(config=config)
-    connect_kwargs = {}
-    if key_filename:
-        connect_kwargs["key_filename"] = (
-            [key_filename] if isinstance(key_filename, str) else list(key_filename)
-        )
-    if connect_timeout and "timeout" in config.connect_kwargs:
-        connect_timeout = None  # -t given: Fabric already has it
-    if connect_timeout is None and "timeout" not in config.connect_kwargs and not config.timeouts.connect:
-        # ssh_config's ConnectTimeout wins when present (Connection reads it);
-        # otherwise wait 10 s rather than the OS's minutes.
-        connect_timeout = None if _ssh_connect_timeout(config, host) else 10
-    wait = connect_timeout or config.connect_kwargs.get("timeout")
-    if wait:
-        # A host that accepts TCP but never speaks SSH must fail as fast as
-        # one that does not answer (Paramiko waits 15 s for the banner).
-        connect_kwargs.setdefault("banner_timeout", wait)
-        connect_kwargs.setdefault("auth_timeout", wait)
-    try:
-        conn = HostConnection(
-            host,
-            user=user,
-            port=int(port) if port else None,
-            config=config,
-            connect_kwargs=connect_kwargs or None,
-            forward_agent=forward_agent,
-            connect_timeout=connect_timeout,
-        )
-    except (ValueError, paramiko.SSHException) as e:
-        raise ConnectError(host, f"bad host {host!r}: {e}") from e
-    check_host_keys(conn)
-    try:
-        conn.open()
-    except Exception as e:  # every failure here is a ConnectError to the user
-        raise ConnectError(host, describe_connect_error(conn, e, connect_timeout)) from e
-    conn.fake_host = host
-    sock = getattr(conn.transport, "sock", None)
-    if isinstance(sock, socket.socket):
-        # Paramiko leaves Nagle on: each small command would wait for a
-        # delayed ACK (about 40 ms per command, even on loopback).
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return conn
-
-
-class _AcceptNew(paramiko.MissingHostKeyPolicy):
-    """Unknown host: accept for this run (not written anywhere); changed keys never get here."""
-
-    def missing_host_key(self, client, hostname, key):
-        client.get_host_keys().add(hostname, key.get_name(), key)
-
-
-def _ssh_connect_timeout(config, host):
-    try:
-        return config.base_ssh_config.lookup(host).get("connecttimeout")
-    except Exception:
-        return None
-
-
-def check_host_keys(conn):
-    """Check host keys the way OpenSSH does, not Fabric's accept-everything.
-
-    Known keys come from ``UserKnownHostsFile`` (default ~/.ssh/known_hosts)
-    and the system file; a key that differs from a known one is refused.
-    An unknown key follows ``StrictHostKeyChecking``: ``yes`` refuses it,
-    anything else accepts it for this run only.
-    """
-    cfg = conn.ssh_config
-    files = cfg.get("userknownhostsfile") or ["~/.ssh/known_hosts"]
-    if isinstance(files, str):
-        files = files.split()
-    files = [os.path.expanduser(f) for f in files] + [
-        os.path.expanduser(f) for f in (cfg.get("globalknownhostsfile") or "/etc/ssh/ssh_known_hosts").split()
-    ]
-    for path in files:
-        if path != "/dev/null" and os.path.isfile(path):
-            try:
-                conn.client.get_host_keys().load(path)
-            except (OSError, paramiko.SSHException):
-                pass
-    strict = str(cfg.get("stricthostkeychecking", "")).lower()
-    conn.client.set_missing_host_key_policy(
-        paramiko.RejectPolicy() if strict == "yes" else _AcceptNew()
-    )
-
-
-def describe_connect_error(conn, error, timeout=None):
-    where = f"{conn.host}:{conn.port}"
-    if isinstance(error, socket.gaierror):
-        return f"cannot resolve host name {conn.host!r}: {error.strerror or error}"
-    if isinstance(error, paramiko.ssh_exception.NoValidConnectionsError):
-        reasons = {e.strerror or str(e) for e in error.errors.values()}
-        return f"cannot connect to {where}: {'; '.join(sorted(reasons))}"
-    if isinstance(error, (socket.timeout, TimeoutError)):
-        secs = timeout or conn.connect_timeout
-        return f"connecting to {where} timed out" + (f" after {secs}s" if secs else "")
-    if isinstance(error, paramiko.BadHostKeyException):
-        return (f"host key for {where} does not match known_hosts "
-                f"(got {error.key.get_name()} {error.key.fingerprint}): refusing to connect")
-    if isinstance(error, paramiko.SSHException) and "not found in known_hosts" in str(error):
-        return f"host key for {where} is unknown and StrictHostKeyChecking is yes: refusing to connect"
-    if isinstance(error, paramiko.AuthenticationException):
-        return f"authentication failed for user {conn.user!r} at {where}: {error}"
-    if isinstance(error, paramiko.SSHException):
-        return f"SSH error with {where}: {error}"
-    if isinstance(error, OSError):
-        return f"cannot connect to {where}: {error.strerror or error}"
-    return f"cannot connect to {where}: {type(error).__name__}: {error}"
-
-
 def run_command(target, command, *, host=None, sudo=False, hide=None, warn=None,
                 timeout=None, label=None, **kwargs):
     """Run ``command`` on ``target``; raise HostCommandError unless ``warn``.
@@ -298,11 +144,44 @@ def run_command(target, command, *, host=None, sudo=False, hide=None, warn=None,
         for stream in (opts.get("out_stream"), opts.get("err_stream")):
             if stream is not None:
                 stream.flush()
+    return _finish(host, full, started, result, hide=hide, warn=warn, label=label, command=command)
+
+
+def run_quiet(target, command, *, host=None, label=None, timeout=None, before_exec=None, on_line=None):
+    """Run one of Fake's own commands: no pty, no stdin, output captured, failure raised.
+
+    Over SSH this is one session on the pooled connection, read by the
+    calling thread: no runner threads and no polling, so a command costs
+    its round trips and little else. ``before_exec`` runs once the session
+    is open (to wait for a slot without a round trip after it);
+    ``on_line`` sees each stdout line as it arrives. ``cd()`` and ``-w``
+    do not apply: these commands use absolute paths and must never pass
+    silently.
+    """
+    host = host or getattr(target, "host", None) or "?"
+    started = time.monotonic()
+    try:
+        if getattr(target, "transport", None) is not None:
+            exited, out, err = _exec_ssh(target, command, timeout, before_exec, on_line)
+        else:
+            exited, out, err = _exec_local(target, command, timeout, before_exec, on_line)
+    except _TimedOut:
+        _log(host, command, "timeout", started, None)
+        raise HostCommandError(host, label or command, "-", f"timed out after {timeout}s") from None
+    except (OSError, EOFError, paramiko.SSHException) as e:
+        _log(host, command, "lost", started, None)
+        raise ConnectError(host, f"connection lost while running {label or command!r}: {e}") from e
+    result = invoke.Result(stdout=out, stderr=err, command=command, exited=exited, hide=("stdout", "stderr"))
+    return _finish(host, command, started, result, hide=True, warn=False, label=label, command=command)
+
+
+def _finish(host, full, started, result, *, hide, warn, label, command):
+    """Log a finished command, show it under -v when hidden, raise if it failed and must not."""
     _log(host, full, result.exited, started, result)
     if hide:
         shown = ["$ " + line for line in full.rstrip("\n").split("\n")]
         shown += (result.stdout + result.stderr).rstrip("\n").split("\n") if (result.stdout + result.stderr).strip() else []
-        out.host_lines(host, shown, level=VERBOSE, log=False)
+        console().host_lines(host, shown, level=VERBOSE, log=False)
     if result.exited != 0 and not warn:
         step, stderr = Script.failed_step(result.stderr)
         what = label or command
@@ -310,6 +189,110 @@ def run_command(target, command, *, host=None, sudo=False, hide=None, warn=None,
             what = f"{label}: {step}" if label else step
         raise HostCommandError(host, what, result.exited, stderr, result.stdout)
     return result
+
+
+class _TimedOut(Exception):
+    pass
+
+
+def _left(deadline):
+    if deadline is None:
+        return None
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise _TimedOut()
+    return left
+
+
+def _run_env(target):
+    config = getattr(target, "config", None)
+    run = getattr(config, "run", None) or {}
+    return {str(k): str(v) for k, v in (run.get("env") or {}).items()}
+
+
+def _exec_ssh(conn, command, timeout, before_exec, on_line):
+    chan = conn.transport.open_session(timeout=timeout or None)
+    try:
+        if conn.forward_agent:
+            # Fabric's create_session() does this too: git over SSH may need the agent.
+            chan.fake_agent = paramiko.agent.AgentRequestHandler(chan)
+        if before_exec is not None:
+            before_exec()
+        deadline = time.monotonic() + timeout if timeout else None
+        env = _run_env(conn)
+        if env and conn.inline_ssh_env:
+            command = "export " + " ".join(f"{k}={quote(v)}" for k, v in sorted(env.items())) + " && " + command
+        elif env:
+            chan.update_environment(env)
+        chan.exec_command(command)
+        chan.shutdown_write()
+        out, err, lines = bytearray(), bytearray(), _Lines(on_line)
+        while True:
+            while chan.recv_ready():
+                data = chan.recv(65536)
+                out += data
+                lines.feed(data)
+            while chan.recv_stderr_ready():
+                err += chan.recv_stderr(65536)
+            if chan.closed or chan.eof_received:
+                if not chan.recv_ready() and not chan.recv_stderr_ready():
+                    break
+                continue
+            # The channel's fileno turns readable when stdout or stderr data, EOF or close arrive.
+            readable, _, _ = select.select([chan], [], [], _left(deadline))
+            if not readable:
+                _left(deadline)
+        lines.close()
+        if not chan.status_event.wait(_left(deadline)):
+            raise _TimedOut()
+        exited = chan.recv_exit_status()
+        if exited == -1 and not conn.transport.is_active():
+            raise EOFError("the connection closed")
+        return exited, _text(out), _text(err)
+    finally:
+        chan.close()
+
+
+def _exec_local(target, command, timeout, before_exec, on_line):
+    if before_exec is not None:
+        before_exec()
+    env = dict(os.environ, **_run_env(target))
+    proc = subprocess.Popen(["/bin/sh", "-c", command], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env)
+    try:
+        out, err = proc.communicate(timeout=timeout or None)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise _TimedOut() from None
+    lines = _Lines(on_line)
+    lines.feed(out)
+    lines.close()
+    return proc.returncode, _text(out), _text(err)
+
+
+class _Lines:
+    """Whole stdout lines for ``on_line`` as bytes arrive."""
+
+    def __init__(self, on_line):
+        self.on_line, self.buf = on_line, b""
+
+    def feed(self, data):
+        if self.on_line is None:
+            return
+        self.buf += data
+        *whole, self.buf = self.buf.split(b"\n")
+        for line in whole:
+            self.on_line(_text(line))
+
+    def close(self):
+        if self.on_line is not None and self.buf:
+            self.on_line(_text(self.buf))
+        self.buf = b""
+
+
+def _text(data):
+    return bytes(data).decode("utf-8", "replace")
 
 
 def _log(host, command, exited, started, result):

@@ -21,7 +21,8 @@ from .env import CallableEnv, HostScope, current_scope, flag, host_scope, number
 from .exceptions import FakeError, Interrupted, StepFailed, TaskFailed, on_host
 from .registry import FlowCall
 from .output import NORMAL, QUIET, console
-from .remote import LOCAL, open_target
+from .remote import LOCAL
+from .ssh import open_target
 
 __all__ = ["Run", "execute", "active_run", "MAX_PARALLEL"]
 

@@ -9,8 +9,10 @@ these methods. ``fake.tasks.deploy`` calls them in this order:
 3. ``probe``: shell joined into ``deploy:check``'s read-only inspection;
 4. ``resolve``: the probe's lines (and what ``prepare`` made) become a
    revision, or an error for that host;
-5. ``create_release``: steps added to the one batched update command, run
-   inside ``limit()``; it may upload first;
+5. ``create_release``: steps added to the one batched update command; it
+   may upload first. ``limit()`` is held from the command's start until it
+   prints the line ``FETCH_DONE`` (or ends): print it once the step that
+   needs the repository server is done;
 6. ``revision``: the text written to ``REVISION``; ``describe`` says what
    was deployed, for the output and ``revisions.log``.
 
@@ -26,9 +28,10 @@ from collections import namedtuple
 from ..env import CallableEnv
 from ..exceptions import ConfigError
 
-__all__ = ["Strategy", "Resolved", "Target", "once_per_deploy", "PROBE_PREFIX"]
+__all__ = ["Strategy", "Resolved", "Target", "once_per_deploy", "PROBE_PREFIX", "FETCH_DONE"]
 
 PROBE_PREFIX = "scm-"  # probe lines of this kind reach resolve()
+FETCH_DONE = "fake-fetch-done"  # printed by the update command once the repository is no longer needed
 
 # revision: what REVISION holds; ref: what it came from (refs/heads/x, refs/tags/x,
 # 'commit', 'dir:<path>'); error: why this host cannot deploy, or None.

@@ -12,7 +12,7 @@ import threading
 
 from ..exceptions import ConfigError
 from ..shell import block, join, quote
-from .base import Resolved, Strategy, once_per_deploy
+from .base import FETCH_DONE, Resolved, Strategy, once_per_deploy
 
 __all__ = ["Git", "resolve_refs", "is_commit_id"]
 
@@ -197,10 +197,7 @@ class Git(Strategy):
             script.argv("git remote add", "git", "-C", repo_path, "remote", "add", "--mirror=fetch", "origin", url)
             script.argv("git fetch", *fetch, "origin", *REFSPECS)
         else:
-            # --no-local: a local path is cloned through git's pack transport, so
-            # the mirror starts as one pack rather than a copy of loose objects,
-            # which every later export would inflate one file at a time.
-            script.argv("git clone --mirror", "git", "clone", "--mirror", "--no-local", "--quiet", "--", url, repo_path)
+            script.argv("git clone --mirror", "git", "clone", "--mirror", "--quiet", "--", url, repo_path)
         if tree:
             script.argv(f"repo_tree {tree} in {sha[:12]}", "git", "-C", repo_path, "cat-file", "-e", f"{sha}:{tree}")
         script.argv("new release", "test", "!", "-e", release_path)
@@ -212,6 +209,7 @@ class Git(Strategy):
             # release directory. A pipeline's status is tar's alone, so git's
             # failure leaves a flag the next step checks (a dying git can hand
             # tar a clean but partial stream).
+            script.add("fetch done", f"echo {FETCH_DONE}")  # frees this host's git_max_concurrent slot
             treeish = f"{sha}:{tree}" if tree else sha
             parent, name = posixpath.split(release_path)
             flag = self._failed_flag(release_path)
@@ -244,6 +242,7 @@ class Git(Strategy):
         script.argv("checkout origin", "git", "-C", work, "remote", "set-url", "origin", url)
         script.argv("git checkout", "git", "-C", work, "checkout", "--quiet", "--detach", sha)
         script.argv("git submodule update", "git", "-C", work, "submodule", "update", "--init", "--recursive", "--quiet")
+        script.add("fetch done", f"echo {FETCH_DONE}")  # submodules came from their servers too
         source = posixpath.join(work, tree) if tree else work
         tarball = self._tarball(release_path)
         script.argv("pack checkout", "tar", "-C", source, "--exclude=.git", "-cf", tarball, ".")
@@ -258,6 +257,6 @@ class Git(Strategy):
         return [self._failed_flag(release)]
 
     def limit(self):
-        """At most ``git_max_concurrent`` hosts run the command that fetches, at once."""
+        """At most ``git_max_concurrent`` hosts fetch at once (held until FETCH_DONE)."""
         n = self.max_concurrent()
         return once_per_deploy(("fake-git-fetch-slots", n), lambda: threading.BoundedSemaphore(n))

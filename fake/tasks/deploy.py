@@ -31,7 +31,7 @@ from ..output import console
 from ..remote import run_command
 from ..shell import Script, join, mkdir_if_missing, quote, remove_if_present
 from ..scm import strategy
-from ..scm.base import Resolved, Target
+from ..scm.base import FETCH_DONE, Resolved, Target
 from ..state import env, registry
 from .decide import next_release_name, releases_to_remove, rollback_plan
 from .framework import (  # noqa: F401  (re-exported for fabfiles)
@@ -39,7 +39,7 @@ from .framework import (  # noqa: F401  (re-exported for fabfiles)
     publishing, reverted, reverting, rollback, started, starting, updated, updating,
 )
 from .host import (
-    current_run, describe_lock, facts, here, inspect, remote, stage_task, timeout, unlock_hint, user, where,
+    Gate, current_run, describe_lock, facts, here, inspect, remote, stage_task, timeout, unlock_hint, user, where,
 )
 from .layout import (  # noqa: F401  (paths are part of the fabfile API)
     BAD_MARKER, RELEASE_NAME, cenv, check_settings, current_path, deploy_path, linked_paths,
@@ -194,8 +194,7 @@ def _update():
         if parents:
             script.add(f"link {path}: parent", mkdir_if_missing(posixpath.dirname(inside)))
         script.argv(f"link {path}", "ln", "-s", "--", posixpath.join(shared_path(), path), inside)
-    with scm.limit():
-        remote(script.render(), "deploy:update")
+    remote(script.render(), "deploy:update", gate=Gate(scm.limit(), FETCH_DONE))
 
 
 def _log(script, label, line):

@@ -13,7 +13,7 @@ import posixpath
 from ..env import current_scope, number
 from ..exceptions import ConfigError
 from ..registry import Task
-from ..remote import require_target, run_command
+from ..remote import require_target, run_quiet
 from ..shell import block, quote, unblock
 from ..runner import active_run
 from ..scm.base import PROBE_PREFIX as SCM_PROBE_PREFIX
@@ -21,7 +21,7 @@ from ..state import env, registry
 from .layout import BAD_MARKER, LOCK_FILE, RELEASE_NAME, cenv, deploy_path, linked_paths, repo_path, shared_path
 
 __all__ = ["HostState", "probe_script", "inspect", "describe_lock", "here", "remote", "current_run",
-           "facts", "user", "where", "unlock_hint", "stage_task"]
+           "facts", "user", "where", "unlock_hint", "stage_task", "Gate"]
 
 
 class HostState:
@@ -137,10 +137,45 @@ def timeout(key="command_timeout"):
     return number(key, cenv.get(key), 0.001)
 
 
-def remote(command, label):
-    """One of Fake's own commands: hidden, never warn-only, errors name the step."""
+def remote(command, label, gate=None):
+    """One of Fake's own commands: hidden, never warn-only, errors name the step.
+
+    ``gate`` (a :class:`Gate`) is held from the moment the session is open
+    until the command prints the gate's mark, or ends.
+    """
     conn, host = here()
-    return run_command(conn, command, host=host, hide=True, warn=False, label=label, timeout=timeout())
+    if gate is None:
+        return run_quiet(conn, command, host=host, label=label, timeout=timeout())
+    try:
+        return run_quiet(conn, command, host=host, label=label, timeout=timeout(),
+                         before_exec=gate.take, on_line=gate.line)
+    finally:
+        gate.free()
+
+
+class Gate:
+    """A concurrency limit held for part of one command: until it prints ``mark``.
+
+    ``git_max_concurrent`` bounds the hosts *fetching* at once; the export
+    after the fetch needs no slot, so the next host starts as soon as the
+    fetch is done, not when the whole update command is.
+    """
+
+    def __init__(self, limit, mark):
+        self.limit, self.mark, self.held = limit, mark, False
+
+    def take(self):
+        self.limit.__enter__()
+        self.held = True
+
+    def line(self, text):
+        if text == self.mark:
+            self.free()
+
+    def free(self):
+        if self.held:
+            self.held = False
+            self.limit.__exit__(None, None, None)
 
 
 def inspect(lock_info=None, scm=None, with_log=False):

@@ -568,7 +568,7 @@ def test_git_create_release_steps_are_quoted_and_valid_sh():
     Git().create_release(script, "url;x", "/srv/my app/repo", "/srv/my app/releases/1", SHA_A, mirror_present=True)
     labels = [label for label, _ in script.steps]
     assert labels == ["git environment", "read mirror origin", "git remote set-url", "git fetch", "new release",
-                      f"export {SHA_A[:12]}", f"git archive {SHA_A[:12]}"]
+                      "fetch done", f"export {SHA_A[:12]}", f"git archive {SHA_A[:12]}"]
     text = script.render()
     assert sh_syntax_ok(text)
     assert "'/srv/my app/repo'" in text and "'url;x'" in text

@@ -12,7 +12,8 @@ import tarfile
 import pytest
 
 from fake.exceptions import ConfigError, ControllerError
-from fake.remote import LocalTarget, Script
+from fake.remote import Script
+from fake.ssh import LocalTarget
 from fake.shell import unblock
 from fake.runner import Run
 from fake.scm import Copy, Git, Strategy, Target, strategy
@@ -127,7 +128,7 @@ def test_git_steps_with_a_shallow_fresh_mirror():
     script = Script()
     Git().create_release(script, "/srv/my repo", "/d/repo", "/d/releases/1", A, mirror_present=False)
     assert labels(script) == ["git environment", "git init --bare", "git remote add", "git fetch",
-                              "new release", f"export {A[:12]}", f"git archive {A[:12]}"]
+                              "new release", "fetch done", f"export {A[:12]}", f"git archive {A[:12]}"]
     text = script.render()
     assert sh_ok(text)
     assert "'file:///srv/my repo'" in text and "--depth=2" in text
@@ -159,7 +160,7 @@ def test_git_steps_for_repo_tree_and_submodules():
     assert labels(script) == [
         "git environment", "read mirror origin", "git remote set-url", "git fetch", f"repo_tree services/api in {A[:12]}",
         "new release", "mkdir release", "clear checkout", "git clone --shared", "checkout origin", "git checkout",
-        "git submodule update", "pack checkout", "unpack checkout", "remove archive", "remove checkout"]
+        "git submodule update", "fetch done", "pack checkout", "unpack checkout", "remove archive", "remove checkout"]
     text = script.render()
     assert sh_ok(text)
     assert "/d/.fake-checkout-20260101000000/services/api" in text

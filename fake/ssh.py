@@ -1,0 +1,172 @@
+"""Opening a host: SSH connections checked the way OpenSSH checks them, and the local target.
+
+Fabric accepts any host key; Fake reads known_hosts and refuses a changed
+key (and an unknown one under ``StrictHostKeyChecking yes``). Every
+failure to connect becomes one ConnectError naming the host and why.
+"""
+
+import os
+import shutil
+import socket
+
+import invoke
+import paramiko
+from fabric import Connection
+
+from .exceptions import ConnectError
+from .remote import LOCAL, HostCommands
+
+__all__ = ["HostConnection", "LocalTarget", "open_target", "check_host_keys", "describe_connect_error"]
+
+
+class HostConnection(HostCommands, Connection):
+    pass
+
+
+class LocalTarget(HostCommands, invoke.Context):
+    """The built-in ``local`` host: commands run here, without SSH."""
+
+    host = LOCAL
+    fake_host = LOCAL
+    user = None
+
+    def __init__(self, config=None):
+        super().__init__(config=config)
+
+    @property
+    def is_connected(self):
+        return True
+
+    def open(self):
+        pass
+
+    def close(self):
+        pass
+
+    def put(self, local, remote=None, preserve_mode=True):
+        remote = os.path.expanduser(remote or os.path.basename(local))
+        if os.path.isdir(remote):
+            remote = os.path.join(remote, os.path.basename(local))
+        shutil.copy2(local, remote) if preserve_mode else shutil.copyfile(local, remote)
+        return remote
+
+    def get(self, remote, local=None, preserve_mode=True):
+        remote = os.path.expanduser(remote)
+        local = local or os.path.basename(remote)
+        if os.path.isdir(local):
+            local = os.path.join(local, os.path.basename(remote))
+        shutil.copy2(remote, local) if preserve_mode else shutil.copyfile(remote, local)
+        return local
+
+
+def open_target(host, config, user=None, port=None, key_filename=None,
+                forward_agent=None, connect_timeout=None):
+    """An open connection to ``host``, or ConnectError naming it and why."""
+    if host == LOCAL:
+        return LocalTarget(config=config)
+    connect_kwargs = {}
+    if key_filename:
+        connect_kwargs["key_filename"] = (
+            [key_filename] if isinstance(key_filename, str) else list(key_filename)
+        )
+    if connect_timeout and "timeout" in config.connect_kwargs:
+        connect_timeout = None  # -t given: Fabric already has it
+    if connect_timeout is None and "timeout" not in config.connect_kwargs and not config.timeouts.connect:
+        # ssh_config's ConnectTimeout wins when present (Connection reads it);
+        # otherwise wait 10 s rather than the OS's minutes.
+        connect_timeout = None if _ssh_connect_timeout(config, host) else 10
+    wait = connect_timeout or config.connect_kwargs.get("timeout")
+    if wait:
+        # A host that accepts TCP but never speaks SSH must fail as fast as
+        # one that does not answer (Paramiko waits 15 s for the banner).
+        connect_kwargs.setdefault("banner_timeout", wait)
+        connect_kwargs.setdefault("auth_timeout", wait)
+    try:
+        conn = HostConnection(
+            host,
+            user=user,
+            port=int(port) if port else None,
+            config=config,
+            connect_kwargs=connect_kwargs or None,
+            forward_agent=forward_agent,
+            connect_timeout=connect_timeout,
+        )
+    except (ValueError, paramiko.SSHException) as e:
+        raise ConnectError(host, f"bad host {host!r}: {e}") from e
+    check_host_keys(conn)
+    try:
+        conn.open()
+    except Exception as e:  # every failure here is a ConnectError to the user
+        raise ConnectError(host, describe_connect_error(conn, e, connect_timeout)) from e
+    conn.fake_host = host
+    sock = getattr(conn.transport, "sock", None)
+    if isinstance(sock, socket.socket):
+        # Paramiko leaves Nagle on: each small command would wait for a
+        # delayed ACK (about 40 ms per command, even on loopback).
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return conn
+
+
+class _AcceptNew(paramiko.MissingHostKeyPolicy):
+    """Unknown host: accept for this run (not written anywhere); changed keys never get here."""
+
+    def missing_host_key(self, client, hostname, key):
+        client.get_host_keys().add(hostname, key.get_name(), key)
+
+
+def _ssh_connect_timeout(config, host):
+    try:
+        return config.base_ssh_config.lookup(host).get("connecttimeout")
+    except Exception:
+        return None
+
+
+def check_host_keys(conn):
+    """Check host keys the way OpenSSH does, not Fabric's accept-everything.
+
+    Known keys come from ``UserKnownHostsFile`` (default ~/.ssh/known_hosts)
+    and the system file; a key that differs from a known one is refused.
+    An unknown key follows ``StrictHostKeyChecking``: ``yes`` refuses it,
+    anything else accepts it for this run only.
+    """
+    cfg = conn.ssh_config
+    files = cfg.get("userknownhostsfile") or ["~/.ssh/known_hosts"]
+    if isinstance(files, str):
+        files = files.split()
+    files = [os.path.expanduser(f) for f in files] + [
+        os.path.expanduser(f) for f in (cfg.get("globalknownhostsfile") or "/etc/ssh/ssh_known_hosts").split()
+    ]
+    for path in files:
+        if path != "/dev/null" and os.path.isfile(path):
+            try:
+                conn.client.get_host_keys().load(path)
+            except (OSError, paramiko.SSHException):
+                pass
+    strict = str(cfg.get("stricthostkeychecking", "")).lower()
+    conn.client.set_missing_host_key_policy(
+        paramiko.RejectPolicy() if strict == "yes" else _AcceptNew()
+    )
+
+
+def describe_connect_error(conn, error, timeout=None):
+    where = f"{conn.host}:{conn.port}"
+    if isinstance(error, socket.gaierror):
+        return f"cannot resolve host name {conn.host!r}: {error.strerror or error}"
+    if isinstance(error, paramiko.ssh_exception.NoValidConnectionsError):
+        reasons = {e.strerror or str(e) for e in error.errors.values()}
+        return f"cannot connect to {where}: {'; '.join(sorted(reasons))}"
+    if isinstance(error, (socket.timeout, TimeoutError)):
+        secs = timeout or conn.connect_timeout
+        return f"connecting to {where} timed out" + (f" after {secs}s" if secs else "")
+    if isinstance(error, paramiko.BadHostKeyException):
+        return (f"host key for {where} does not match known_hosts "
+                f"(got {error.key.get_name()} {error.key.fingerprint}): refusing to connect")
+    if isinstance(error, paramiko.SSHException) and "not found in known_hosts" in str(error):
+        return f"host key for {where} is unknown and StrictHostKeyChecking is yes: refusing to connect"
+    if isinstance(error, paramiko.AuthenticationException):
+        return f"authentication failed for user {conn.user!r} at {where}: {error}"
+    if isinstance(error, paramiko.SSHException):
+        return f"SSH error with {where}: {error}"
+    if isinstance(error, OSError):
+        return f"cannot connect to {where}: {error.strerror or error}"
+    return f"cannot connect to {where}: {type(error).__name__}: {error}"
