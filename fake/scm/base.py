@@ -14,7 +14,9 @@ these methods. ``fake.tasks.deploy`` calls them in this order:
    prints the line ``FETCH_DONE`` (or ends): print it once the step that
    needs the repository server is done;
 6. ``revision``: the text written to ``REVISION``; ``describe`` says what
-   was deployed, for the output and ``revisions.log``.
+   was deployed, for the output and ``revisions.log``;
+7. ``housekeeping``: steps added to the finishing command, once the release
+   is live (print ``HOUSEKEEPING_FAILED`` rather than fail).
 
 A deploy that fails before publishing removes ``leftovers`` with the
 release, in the command that already removes the release.
@@ -28,9 +30,10 @@ from collections import namedtuple
 from ..env import CallableEnv
 from ..exceptions import ConfigError
 
-__all__ = ["Strategy", "Resolved", "Target", "once_per_deploy", "PROBE_PREFIX", "FETCH_DONE"]
+__all__ = ["Strategy", "Resolved", "Target", "once_per_deploy", "PROBE_PREFIX", "FETCH_DONE", "HOUSEKEEPING_FAILED"]
 
 PROBE_PREFIX = "scm-"  # probe lines of this kind reach resolve()
+HOUSEKEEPING_FAILED = "fake-housekeeping-failed"  # printed by a housekeeping step that did not work
 FETCH_DONE = "fake-fetch-done"  # printed by the update command once the repository is no longer needed
 
 # revision: what REVISION holds; ref: what it came from (refs/heads/x, refs/tags/x,
@@ -136,6 +139,9 @@ class Strategy:
     def limit(self):
         """Held around this host's update command (e.g. to limit concurrent fetches)."""
         return contextlib.nullcontext()
+
+    def housekeeping(self, script, repo_path):
+        """Add steps that tidy up after a deploy that is live (e.g. gc of a mirror)."""
 
     def leftovers(self, deploy_path, release_name):
         """Paths a failed update may leave; removed with the unpublished release."""

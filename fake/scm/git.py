@@ -12,7 +12,7 @@ import threading
 
 from ..exceptions import ConfigError
 from ..shell import block, join, quote
-from .base import FETCH_DONE, Resolved, Strategy, once_per_deploy
+from .base import FETCH_DONE, HOUSEKEEPING_FAILED, Resolved, Strategy, once_per_deploy
 
 __all__ = ["Git", "resolve_refs", "is_commit_id"]
 
@@ -180,7 +180,10 @@ class Git(Strategy):
                        prepared=None, target=None):
         """Add the steps that update the mirror and export ``sha`` into the release."""
         url, depth, tree = self.fetch_url(repo_url), self.depth(), self.tree()
-        fetch = ["git", "-C", repo_path, "fetch", "--prune", "--quiet"]
+        # No automatic gc during the fetch: it would hold up the release; it
+        # runs in finishing instead, once the release is live (housekeeping).
+        fetch = ["git", "-c", "gc.auto=0", "-c", "maintenance.auto=false", "-C", repo_path,
+                 "fetch", "--prune", "--quiet"]
         fetch += [f"--depth={depth}"] if depth else []
         script.add("git environment", NO_PROMPT)
         if mirror_present:
@@ -249,6 +252,11 @@ class Git(Strategy):
         script.argv("unpack checkout", "tar", "-x", "-f", tarball, "-C", release_path)
         script.argv("remove archive", "rm", "-f", "--", tarball)
         script.argv("remove checkout", "rm", "-rf", "--", work)
+
+    def housekeeping(self, script, repo_path):
+        """``git gc --auto`` on the mirror, the one the fetch skipped; a failure only warns."""
+        script.add("git gc --auto", f"if ! {join(['git', '-C', repo_path, 'gc', '--auto', '--quiet'])}; "
+                                    f"then echo {HOUSEKEEPING_FAILED}; fi")
 
     def leftovers(self, deploy_path, release_name):
         release = posixpath.join(deploy_path, "releases", release_name)

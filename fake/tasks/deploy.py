@@ -31,7 +31,7 @@ from ..output import console
 from ..remote import run_command
 from ..shell import Script, join, mkdir_if_missing, quote, remove_if_present
 from ..scm import strategy
-from ..scm.base import FETCH_DONE, Resolved, Target
+from ..scm.base import FETCH_DONE, HOUSEKEEPING_FAILED, Resolved, Target
 from ..state import env, registry
 from .decide import next_release_name, releases_to_remove, rollback_plan
 from .framework import (  # noqa: F401  (re-exported for fabfiles)
@@ -182,19 +182,34 @@ def _update():
                        target=Target(conn, host, deploy_path(), name))
     revision = scm.revision(Resolved(sha, ref, None))
     script.add("write REVISION", f"printf '%s\\n' {quote(revision)} > {quote(posixpath.join(release, 'REVISION'))}")
-    for _, path in links:
-        inside = posixpath.join(release, path)
+    _link_steps(script, release, [path for _, path in links])
+    remote(script.render(), "deploy:update", gate=Gate(scm.limit(), FETCH_DONE))
+
+
+def _link_steps(script, release, paths):
+    """Replace each linked path in the release with a symlink into shared/.
+
+    Links that share a parent directory are made by one ``ln -s src...
+    dir`` (POSIX: each link is named after its source, and shared/<path>
+    ends in the same name as <path>), so a Rails-style list costs a few
+    programs on the host, not one per path.
+    """
+    by_parent = {}
+    for path in paths:
         parents = path.split("/")[:-1]
         for i in range(len(parents)):
             # A symlink in the release above a linked path would make rm -rf
             # below reach outside the release (into shared/, or anywhere).
             parent = posixpath.join(release, *parents[: i + 1])
             script.argv(f"link {path}: {'/'.join(parents[: i + 1])} is not a symlink", "test", "!", "-L", parent)
-        script.add(f"link {path}: clear", remove_if_present(inside, recursive=True))
-        if parents:
-            script.add(f"link {path}: parent", mkdir_if_missing(posixpath.dirname(inside)))
-        script.argv(f"link {path}", "ln", "-s", "--", posixpath.join(shared_path(), path), inside)
-    remote(script.render(), "deploy:update", gate=Gate(scm.limit(), FETCH_DONE))
+        script.add(f"link {path}: clear", remove_if_present(posixpath.join(release, path), recursive=True))
+        by_parent.setdefault(posixpath.dirname(posixpath.join(release, path)), []).append(path)
+    nested = [d for d in by_parent if d != release]
+    if nested:
+        script.add("link: parent directories", mkdir_if_missing(*nested))
+    for directory, group in by_parent.items():
+        sources = [posixpath.join(shared_path(), p) for p in group]
+        script.argv(f"link {', '.join(group)}", "ln", "-s", "--", *sources, directory)
 
 
 def _log(script, label, line):
@@ -241,8 +256,12 @@ def _finish():
     _log(script, "log revision", line)
     if doomed:
         script.argv("remove old releases", "rm", "-rf", "--", *[release_path(n) for n in doomed])
-    remote(script.render(), "deploy:finish")
+    scm = strategy(cenv.get("scm"))
+    scm.housekeeping(script, repo_path())
+    result = remote(script.render(), "deploy:finish")
     env.removed_releases = doomed
+    if HOUSEKEEPING_FAILED in result.stdout.splitlines():
+        current_run().note(env.host_string, f"{scm.name} housekeeping in {repo_path()} failed (the deploy is done)")
 
 
 @stage_task("deploy:revert", "Choose the release to roll back to: the one before the live one, or --release.")

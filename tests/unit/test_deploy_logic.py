@@ -665,3 +665,30 @@ def test_release_rows_read_tag_commit_and_directory_deploys_from_the_log():
     assert rows[R3][3:6] == ("commit 1a2b3c4", "carol", "live")
     assert rows[R2][5] == "previous"
     assert rows["99999999999999"][1] == "?"  # fourteen digits that are not a date: no crash
+
+
+def test_link_steps_replace_repo_content_and_group_links_by_directory(tmp_path):
+    from fake.tasks.deploy import _link_steps
+
+    env.deploy_path = str(tmp_path / "app dir")
+    release = tmp_path / "app dir" / "releases" / "1"
+    shared = tmp_path / "app dir" / "shared"
+    for d in ["log", "tmp/pids", "tmp/cache", "public/uploads", "config"]:
+        (shared / d).mkdir(parents=True)
+    (shared / "config" / "db.yml").write_text("shared db\n")
+    (shared / "log" / "keep.log").write_text("kept\n")
+    (release / "log").mkdir(parents=True)  # the repository ships log/ and config/db.yml
+    (release / "log" / ".keep").write_text("")
+    (release / "config").mkdir()
+    (release / "config" / "db.yml").write_text("from git\n")
+    script = Script()
+    _link_steps(script, str(release), ["log", "tmp/pids", "tmp/cache", "public/uploads", "config/db.yml"])
+    lns = [shell for label, shell in script.steps if shell.startswith("ln ")]
+    assert len(lns) == 4  # release/, tmp/, public/, config/: tmp/pids and tmp/cache share one ln
+    proc = sh(script.render())
+    assert proc.returncode == 0, proc.stderr
+    for path in ["log", "tmp/pids", "tmp/cache", "public/uploads", "config/db.yml"]:
+        assert os.readlink(release / path) == str(shared / path)
+    assert (release / "config" / "db.yml").read_text() == "shared db\n"
+    assert (shared / "log" / "keep.log").read_text() == "kept\n"
+    assert sorted(os.listdir(shared / "log")) == ["keep.log"]

@@ -459,3 +459,22 @@ def test_default_branch_is_heads_symref_not_a_remote_tracking_head():
              f"remote {sha}\trefs/remotes/origin/HEAD"]
     sha_got, ref, error = Git().resolve(lines, None)
     assert (sha_got, ref, error) == (sha, "refs/heads/main", None)
+
+
+def test_git_housekeeping_runs_gc_once_live_and_only_warns(tmp_path):
+    from fake.scm.base import HOUSEKEEPING_FAILED
+
+    script = Script()
+    Git().housekeeping(script, "/srv/my app/repo")
+    assert labels(script) == ["git gc --auto"]
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "git").write_text('#!/bin/sh\necho "git $*" >&2\nexit 1\n')
+    (bindir / "git").chmod(0o755)
+    proc = sh(script.render() + "echo after\n", env={"PATH": f"{bindir}:/usr/bin:/bin"})
+    assert proc.returncode == 0
+    assert proc.stdout.splitlines() == [HOUSEKEEPING_FAILED, "after"]
+    assert "git -C /srv/my app/repo gc --auto --quiet" in proc.stderr
+    fetch = Script()
+    Git().create_release(fetch, "u", "/r", "/d/releases/1", A, mirror_present=True)
+    assert "git -c gc.auto=0 -c maintenance.auto=false -C /r fetch" in fetch.render()
