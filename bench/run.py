@@ -41,6 +41,7 @@ APP = "/srv/app"
 SFTP_SERVER = "/usr/lib/openssh/sftp-server"
 CHILD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 RUN_TIMEOUT = 600
+PROXY_NICE = -10
 TOOLS = ("fake", "capistrano")
 LABEL = {"fake": "Fake", "capistrano": "Capistrano"}
 
@@ -313,9 +314,13 @@ def verify(fleet, sha):
 class Proxy:
     def __init__(self, ports, delay_ms, out_path):
         self.out = open(out_path, "ab")
+        # The proxy stands for the network, and a network does not slow down
+        # when the hosts are busy: run it ahead of the hosts and the tools
+        # (nice -10; root may), so a saturated machine does not add to D.
         self.proc = subprocess.Popen(
             [sys.executable, str(BENCH / "proxy.py"), "--delay-ms", str(delay_ms), *map(str, ports)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self.out)
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self.out,
+            preexec_fn=lambda: os.setpriority(os.PRIO_PROCESS, 0, PROXY_NICE))
         line = self.proc.stdout.readline()
         if not line:
             self.stop()

@@ -6,6 +6,7 @@ The shell text they run is built in :mod:`fake.shell`.
 import os
 import re
 import select
+import signal
 import subprocess
 import time
 from contextlib import contextmanager
@@ -257,12 +258,14 @@ def _exec_local(target, command, timeout, before_exec, on_line):
     if before_exec is not None:
         before_exec()
     env = dict(os.environ, **_run_env(target))
+    # Its own process group, so a timeout stops the command's children too
+    # (they hold the output pipes open).
     proc = subprocess.Popen(["/bin/sh", "-c", command], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=env)
+                            stderr=subprocess.PIPE, env=env, start_new_session=True)
     try:
         out, err = proc.communicate(timeout=timeout or None)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
         raise _TimedOut() from None
     lines = _Lines(on_line)

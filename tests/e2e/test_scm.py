@@ -370,6 +370,49 @@ def test_git_max_concurrent_limits_hosts_fetching_at_once(fab, project, make_fle
         assert peak == 2 if limit else peak > 2, (round_, peak, sorted(spans))
 
 
+def test_git_max_concurrent_slot_is_free_once_the_fetch_is_done(fab, project, make_fleet, repo):
+    """One slot, a slow export: the second host fetches while the first is still exporting.
+
+    Were the slot held for the whole update command, the second fetch would
+    start only after the first host's export ended.
+    """
+    fleet = make_fleet(2)
+    git = fleet.workdir / "git-wrapper"
+    git.write_text(textwrap.dedent("""\
+        #!/bin/sh
+        case " $* " in
+          *" fetch "*|*" clone "*) echo "fetch-start $(date +%s.%N)" >> /srv/times;;
+        esac
+        exec /usr/lib/git-core/git "$@"
+    """))
+    tar = fleet.workdir / "tar-wrapper"
+    tar.write_text(textwrap.dedent("""\
+        #!/bin/sh
+        case " $* " in
+          *" -x "*) sleep 1.5; /srv/bin/tar "$@"; rc=$?; echo "export-end $(date +%s.%N)" >> /srv/times; exit $rc;;
+        esac
+        exec /srv/bin/tar "$@"
+    """))
+    for path in (git, tar):
+        path.chmod(0o755)
+    for host in fleet.hosts:
+        host.sh(f"mkdir -p /srv/bin && touch /srv/bin/tar && mount --bind /usr/bin/tar /srv/bin/tar"
+                f" && mount --bind {tar} /usr/bin/tar && mount --bind {git} /usr/bin/git")
+    write_fabfile(project, [h.name for h in fleet.hosts],
+                  extra=f"env.repo_url = {str(repo)!r}\nenv.git_max_concurrent = 1\n")
+    for round_ in range(2):  # a first deploy clones, the second fetches
+        for host in fleet.hosts:
+            host.sh("rm -f /srv/times")
+        ok(deploy(fab, fleet))
+        seen = {}
+        for host in fleet.hosts:
+            for line in host.sh("cat /srv/times").splitlines():
+                kind, stamp = line.split()
+                seen.setdefault(kind, []).append(float(stamp))
+        assert len(seen["fetch-start"]) == 2 and len(seen["export-end"]) == 2, seen
+        assert max(seen["fetch-start"]) < min(seen["export-end"]), (round_, seen)
+
+
 class _NeedsPassword(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         self.send_response(401)

@@ -309,3 +309,54 @@ def test_sudo_without_cd_sends_the_command_as_given_and_checks_the_user():
     assert target.seen == "systemctl restart app"
     with pytest.raises(ConfigError, match="sudo user 'a b' is not a valid user name"):
         run_command(target, "id", host="h", sudo=True, hide=True, user="a b")
+
+
+# -- run_quiet: Fake's own commands (here on the local target: a real /bin/sh) ----------
+def local_target(**run_env):
+    from invoke import Config
+
+    from fake.ssh import LocalTarget
+
+    return LocalTarget(config=Config(overrides={"run": {"env": run_env}}))
+
+
+def test_run_quiet_captures_output_and_feeds_lines_in_order():
+    from fake.remote import run_quiet
+
+    seen = []
+    result = run_quiet(local_target(), "echo one; echo two >&2; printf 'three\\nfour'", host="h", on_line=seen.append)
+    assert (result.exited, result.stdout, result.stderr) == (0, "one\nthree\nfour", "two\n")
+    assert seen == ["one", "three", "four"]
+
+
+def test_run_quiet_names_the_failed_step_and_never_passes_silently(tmp_path):
+    from fake.exceptions import HostCommandError
+    from fake.remote import run_quiet
+
+    script = Script().add("fine", "true").add("copy things", f"cp /nonexistent-fake {quote(str(tmp_path))}")
+    with pytest.raises(HostCommandError) as err:
+        run_quiet(local_target(), script.render(), host="web1", label="deploy:update")
+    assert "web1" in str(err.value) and "deploy:update: copy things" in str(err.value)
+    assert "nonexistent-fake" in str(err.value)
+
+
+def test_run_quiet_runs_before_exec_first_and_applies_run_env(tmp_path):
+    from fake.remote import run_quiet
+
+    flag = tmp_path / "slot"
+    result = run_quiet(local_target(FAKE_X="a b;c"), f"cat {quote(str(flag))}; echo \"$FAKE_X\"", host="h",
+                       before_exec=lambda: flag.write_text("taken\n"))
+    assert result.stdout == "taken\na b;c\n"
+
+
+def test_run_quiet_times_out_with_the_host_named():
+    import time
+
+    from fake.exceptions import HostCommandError
+    from fake.remote import run_quiet
+
+    started = time.monotonic()
+    with pytest.raises(HostCommandError, match=r"timed out after 0.3s") as err:
+        run_quiet(local_target(), "sleep 5", host="web2", label="switch current", timeout=0.3)
+    assert time.monotonic() - started < 3
+    assert "web2" in str(err.value)
