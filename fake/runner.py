@@ -12,6 +12,7 @@ import threading
 import time
 import traceback
 from collections import deque
+from contextvars import ContextVar
 
 import fabric
 import invoke
@@ -28,6 +29,7 @@ __all__ = ["Run", "execute", "active_run", "MAX_PARALLEL"]
 
 MAX_PARALLEL = 64
 _active = None
+_flow_state = ContextVar("fake_flow_state", default=None)  # (run, that flow's shared dict)
 
 
 def active_run():
@@ -65,7 +67,7 @@ class Run:
         self.outcome = {}  # host -> "ok" or the error that stopped it
         self.notes = {}  # host -> [text] for the summary
         self.once_done = set()
-        self.shared = {}
+        self._outside_flows = {}
         self.interrupted = None
         self.aborted = False
         self._lock = threading.RLock()
@@ -89,6 +91,21 @@ class Run:
             except Exception:
                 pass
         self.connections.clear()
+
+    @property
+    def shared(self):
+        """This flow's shared values (once/record/stage); outside any flow, the run's.
+
+        Each flow has its own, held in a ContextVar, so flows started at the
+        same time (``execute('deploy')`` from a task on several hosts) never
+        see each other's lock token, release name or stage.
+        """
+        state = _flow_state.get()
+        return state[1] if state is not None and state[0] is self else self._outside_flows
+
+    def flow_hosts(self):
+        """The hosts of the flow running here (the run's hosts outside flows)."""
+        return list(self.shared.get("hosts") or self.hosts)
 
     def record(self, key, host, value):
         """Keep a per-host fact that tasks on other hosts may read later."""
@@ -302,7 +319,7 @@ class Run:
         if self.dry_run:
             return self.plan_flow(fcall, hosts)
         failure = None
-        saved, self.shared = self.shared, {}  # once()/record() values are per flow
+        token = _flow_state.set((self, {"hosts": list(hosts)}))  # once()/record() values are per flow
         try:
             for stage, group in fcall.body:
                 self.shared["stage"] = stage
@@ -325,7 +342,7 @@ class Run:
             finally:
                 if fcall.final and not self.aborted:
                     self._cleanup(fcall.final, reached, failure)
-                self.shared = saved
+                _flow_state.reset(token)
 
     def plan_flow(self, fcall, hosts):
         """--dry-run: read each host's state, then say what the flow would do.
@@ -340,7 +357,7 @@ class Run:
         console().write(render_tree(self.registry, fcall.task.name, indent="  "))
         if planner is None or not hosts:
             return {}
-        saved, self.shared = self.shared, {}
+        token = _flow_state.set((self, {}))
         try:
             probe, plan = planner
 
@@ -359,7 +376,7 @@ class Run:
                 self.outcome[host] = "ok"
             return states
         finally:
-            self.shared = saved
+            _flow_state.reset(token)
 
     def _cleanup(self, calls, hosts, failure):
         """Best effort: every cleanup call runs on every reached host."""
@@ -384,6 +401,7 @@ class Run:
         if not hosts:
             return results, failures, skipped
         width = max(1, min(self.parallel or MAX_PARALLEL, MAX_PARALLEL, len(hosts)))
+        flow = _flow_state.get()  # worker threads start with an empty context: carry the flow over
         queue = deque(hosts)
         lock = threading.Lock()
         state = {"left": len(hosts)}
@@ -395,6 +413,7 @@ class Run:
                 done.set()
 
         def worker():
+            _flow_state.set(flow)
             while True:
                 with lock:
                     if not queue:

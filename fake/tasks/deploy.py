@@ -131,7 +131,7 @@ def _banner():
     branch = what[len("Branch "):] if what.startswith("Branch ") else what[:1].lower() + what[1:]
     run.once("banner", lambda: console().banner(
         f"deploying {' '.join(str(v) for v in (cenv.get('repo_url'), branch) if v)} ({sha[:14] if sha.startswith('sha256:') else sha[:7]}) to {where()}: "
-        f"{len(run.hosts)} host(s) as release {_release_name()}"))
+        f"{len(run.flow_hosts())} host(s) as release {_release_name()}"))
 
 
 def _release_name():
@@ -286,7 +286,7 @@ def _revert():
                previous_current=state.current)
     run.annotate(env.host_string, release=target, commit=state.releases.get(target))
     run.once("banner", lambda: console().banner(
-        f"rolling back {where()}: {len(run.hosts)} host(s) from release {state.live} to {target}"))
+        f"rolling back {where()}: {len(run.flow_hosts())} host(s) from release {state.live} to {target}"))
 
 
 @stage_task("deploy:archive_rolled_back", "Archive the release rolled back from, remove it, log the rollback.")

@@ -243,4 +243,4 @@ def stage_task(name, doc, **options):
 
 def where():
     roles = env.get("effective_roles") or []
-    return ",".join(roles) if roles else ",".join(current_run().hosts)
+    return ",".join(roles) if roles else ",".join(current_run().flow_hosts())

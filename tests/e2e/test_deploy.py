@@ -391,3 +391,21 @@ def test_an_empty_lock_file_still_stops_the_deploy(fab, app):
     proc = deploy(fab, fleet, "deploy")
     assert proc.returncode != 0 and "[web2] /srv/app is locked by an unreadable lock ('')" in proc.stderr, explain(proc)
     assert all(releases(h) == [] for h in fleet.hosts)
+
+
+def test_execute_deploy_from_a_task_on_several_hosts_gives_each_its_own_flow(app, fab, repo):
+    """Each host's execute('deploy') is a flow of its own: its own lock token, release and stages."""
+    fleet = app(extra="""
+        from fake.api import execute
+
+        @task
+        def ship(c):
+            execute('deploy')
+    """)
+    sha = sha_of(repo, "master")
+    proc = ok(deploy(fab, fleet, "ship"))
+    assert proc.stdout.count(": 1 host(s) as release") == 3, explain(proc)
+    for host in fleet.hosts:
+        assert RELEASE.match(live(host).removeprefix("releases/")), (host.name, explain(proc))
+        assert host.sh(f"cat {APP}/current/REVISION").strip() == sha
+        assert host.sh(f"ls -A {APP}").split().count("deploy.lock") == 0, host.name  # every lock removed
