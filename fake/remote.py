@@ -14,7 +14,6 @@ from contextvars import ContextVar
 
 import invoke
 import paramiko
-import paramiko.agent
 
 from .shell import Script, join, quote, quote_path  # noqa: F401  (re-exported: shell text lives in shell.py)
 from .exceptions import ConfigError, ConnectError, FakeError, HostCommandError
@@ -212,11 +211,8 @@ def _run_env(target):
 
 
 def _exec_ssh(conn, command, timeout, before_exec, on_line):
-    chan = conn.transport.open_session(timeout=timeout or None)
+    chan = conn.create_session(timeout=timeout or None)
     try:
-        if conn.forward_agent:
-            # Fabric's create_session() does this too: git over SSH may need the agent.
-            chan.fake_agent = paramiko.agent.AgentRequestHandler(chan)
         if before_exec is not None:
             before_exec()
         deadline = time.monotonic() + timeout if timeout else None
