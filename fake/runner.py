@@ -107,6 +107,22 @@ class Run:
         """The hosts of the flow running here (the run's hosts outside flows)."""
         return list(self.shared.get("hosts") or self.hosts)
 
+    def tasks_after(self):
+        """The tasks this flow still runs after the current step, its final ones included.
+
+        None outside a flow. A task that would see the deploy state (a
+        fabfile hook, say) among them means the flow is not done yet.
+        """
+        fcall, position = self.shared.get("flow"), self.shared.get("position")
+        if fcall is None or position is None:
+            return None
+        i, j = position
+        later = list(fcall.body[i][1][j + 1:])
+        for _, group in fcall.body[i + 1:]:
+            later += group
+        later += list(fcall.final or [])
+        return [task for call in later for task in _tasks_of(call)]
+
     def record(self, key, host, value):
         """Keep a per-host fact that tasks on other hosts may read later."""
         with self._lock:
@@ -319,13 +335,15 @@ class Run:
         if self.dry_run:
             return self.plan_flow(fcall, hosts)
         failure = None
-        token = _flow_state.set((self, {"hosts": list(hosts)}))  # once()/record() values are per flow
+        token = _flow_state.set((self, {"hosts": list(hosts), "flow": fcall}))  # once()/record() values are per flow
         try:
-            for stage, group in fcall.body:
+            for i, (stage, group) in enumerate(fcall.body):
                 self.shared["stage"] = stage
                 started = time.monotonic()
                 with console().spin(stage):
-                    self.run_calls(group, hosts)
+                    for j, call in enumerate(group):
+                        self.shared["position"] = (i, j)
+                        self.run_calls([call], hosts)
                 if hosts:
                     console().stage(stage, time.monotonic() - started)
             return {h: "ok" for h in hosts}
@@ -491,6 +509,17 @@ def execute(task, *args, hosts=None, roles=None, **kwargs):
     finally:
         if own:
             run.close()
+
+
+def _tasks_of(call):
+    tasks = [call.task]
+    if isinstance(call, FlowCall):
+        for _, group in call.body:
+            for inner in group:
+                tasks += _tasks_of(inner)
+        for inner in list(call.on_failure or []) + list(call.final or []):
+            tasks += _tasks_of(inner)
+    return tasks
 
 
 def _bind_args(call, args):

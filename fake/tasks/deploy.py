@@ -64,7 +64,7 @@ env.setdefaults(
 )
 
 _PER_FLOW = ("fake_published", "fake_finished", "fake_skip", "previous_current", "fake_release_created", "fake_revision", "fake_ref",
-             "release_name", "release_path", "previous_release", "rolled_back_from")
+             "release_name", "release_path", "previous_release", "rolled_back_from", "fake_unlocked")
 
 
 def _start_flow():
@@ -258,8 +258,10 @@ def _finish():
         script.argv("remove old releases", "rm", "-rf", "--", *[release_path(n) for n in doomed])
     scm = strategy(cenv.get("scm"))
     scm.housekeeping(script, repo_path())
+    unlocks = _unlock_if_last(script)
     result = remote(script.render(), "deploy:finish")
     env.removed_releases = doomed
+    env.fake_unlocked = unlocks
     if HOUSEKEEPING_FAILED in result.stdout.splitlines():
         current_run().note(env.host_string, f"{scm.name} housekeeping in {repo_path()} failed (the deploy is done)")
 
@@ -305,7 +307,9 @@ def _archive_rolled_back():
         script.argv("remove rolled-back release", "rm", "-rf", "--", release_path(old))
     line = f"{user()} rolled back to release {target}"
     _log(script, "log rollback", line)
+    unlocks = _unlock_if_last(script)
     remote(script.render(), "finishing rollback")
+    env.fake_unlocked = unlocks
 
 
 @stage_task("deploy:failed", "After a failure: remove an unpublished release, or switch a published one back.")
@@ -417,11 +421,35 @@ def _unlock_own():
     token = current_run().once("lock_token", lambda: None)
     if token is None:
         return  # no probe ran in this flow, so no lock of ours can exist
+    if env.get("fake_unlocked"):
+        return  # the flow's last command already removed it
+    remote(_unlock_shell(token), "release lock")
+
+
+def _unlock_shell(token):
+    """Shell removing the lock only if it holds ``token`` (hex: safe in a case pattern; builtins only)."""
     lock = quote(lock_path())
-    # The token is hex, safe in a case pattern; read and case are builtins.
-    remote(f"if [ -f {lock} ]; then fake_lock=; {{ read -r fake_lock < {lock}; }} 2>/dev/null || true\n"
-           f"  case $fake_lock in *{quote(token)}*) rm -f -- {lock};; esac\nfi\n",
-           "release lock")
+    return (f"if [ -f {lock} ]; then fake_lock=; {{ read -r fake_lock < {lock}; }} 2>/dev/null || true\n"
+            f"  case $fake_lock in *{quote(token)}*) rm -f -- {lock};; esac\nfi\n")
+
+
+def _unlock_if_last(script):
+    """Release the lock in ``script`` when it is the flow's last command on this host.
+
+    That is when nothing but Fake's empty stages and ``deploy:unlock_own``
+    would run after it: then ``ended`` has nothing left to send, and the
+    deploy saves a round trip. A fabfile hook on ``finished`` (a restart,
+    say) keeps the lock until it is done, as before.
+    """
+    later = current_run().tasks_after()
+    token = current_run().once("lock_token", lambda: None)
+    if later is None or token is None:
+        return False
+    own = registry.get("deploy:unlock_own")
+    if any(task is not own and not getattr(task, "stage", False) for task in later):
+        return False
+    script.add("release lock", _unlock_shell(token).rstrip("\n"))
+    return True
 
 
 after("starting", "deploy:check")

@@ -409,3 +409,35 @@ def test_execute_deploy_from_a_task_on_several_hosts_gives_each_its_own_flow(app
         assert RELEASE.match(live(host).removeprefix("releases/")), (host.name, explain(proc))
         assert host.sh(f"cat {APP}/current/REVISION").strip() == sha
         assert host.sh(f"ls -A {APP}").split().count("deploy.lock") == 0, host.name  # every lock removed
+
+
+def test_the_lock_is_held_through_fabfile_hooks_after_finishing(app, fab, project):
+    """Only when nothing of the fabfile's runs after finishing does the finish command release the lock."""
+    fleet = app(extra=f"""
+        @task
+        def restart(c):
+            run("test -f {APP}/deploy.lock && echo lock-still-held")
+
+        after('finished', restart)
+    """)
+    log = project / "log" / "fake.log"
+
+    def commands(host):
+        return len(re.findall(rf"\[{host.name}\] exit 0 in", log.read_text() if log.exists() else ""))
+
+    def run_counting(*args):
+        before = {h.name: commands(h) for h in fleet.hosts}
+        proc = ok(deploy(fab, fleet, *args))
+        for host in fleet.hosts:
+            assert host.sh(f"ls -A {APP}").split().count("deploy.lock") == 0, host.name
+        return proc, {h.name: commands(h) - before[h.name] for h in fleet.hosts}
+
+    proc, counts = run_counting("deploy")
+    assert proc.stdout.count("lock-still-held") == 3, explain(proc)
+    # probe, update, switch, finish, the hook's command, then the lock's own command
+    assert set(counts.values()) == {6}, counts
+    (project / "fabfile.py").write_text((project / "fabfile.py").read_text().replace("after('finished', restart)", ""))
+    proc, counts = run_counting("deploy")
+    assert set(counts.values()) == {4}, counts  # the finish command releases the lock
+    proc, counts = run_counting("rollback")
+    assert set(counts.values()) == {3}, counts  # probe, switch, archive (which releases the lock)
