@@ -11,12 +11,14 @@
     deploy.lock            while a deploy or rollback runs
 
 Remote work per host: one read-only probe that also takes the lock
-(starting), then one batched command per stage that changes something, and
-one to release the lock. Everything else is decided locally.
+(starting), then one batched command per stage that changes something; the
+last of them also releases the lock when nothing of the fabfile runs after
+it. Everything else is decided locally.
 
 The pieces: ``layout`` (paths and settings), ``host`` (the probe and Fake's
 own commands), ``decide`` (pure choices), this module (the stage tasks),
-``admin`` (unlock, releases) and ``plan`` (--dry-run).
+``recover`` (after a failure), ``admin`` (unlock, releases) and ``plan``
+(--dry-run).
 """
 
 import datetime
@@ -29,7 +31,7 @@ from ..env import current_scope
 from ..exceptions import ConfigError, HostError
 from ..output import console
 from ..remote import run_command
-from ..shell import Script, join, mkdir_if_missing, quote, remove_if_present
+from ..shell import Script, mkdir_if_missing, quote, remove_if_present
 from ..scm import strategy
 from ..scm.base import FETCH_DONE, HOUSEKEEPING_FAILED, Resolved, Target
 from ..state import env, registry
@@ -39,7 +41,8 @@ from .framework import (  # noqa: F401  (re-exported for fabfiles)
     publishing, reverted, reverting, rollback, started, starting, updated, updating,
 )
 from .host import (
-    Gate, current_run, describe_lock, facts, here, inspect, remote, stage_task, timeout, unlock_hint, user, where,
+    Gate, current_run, describe_lock, facts, here, inspect, log_line, remote, stage_task, switch_steps, timeout,
+    unlock_hint, user, where,
 )
 from .layout import (  # noqa: F401  (paths are part of the fabfile API)
     BAD_MARKER, RELEASE_NAME, cenv, check_settings, current_path, deploy_path, linked_paths,
@@ -212,24 +215,6 @@ def _link_steps(script, release, paths):
         script.argv(f"link {', '.join(group)}", "ln", "-s", "--", *sources, directory)
 
 
-def _log(script, label, line):
-    """Append one line to revisions.log: the only way Fake writes it (never rewritten)."""
-    script.add(label, f"printf '%s\\n' {quote(line)} >> {quote(posixpath.join(deploy_path(), 'revisions.log'))}")
-
-
-def _switch_steps(script, name=None, target=None):
-    """current -> releases/<name> (or the link text ``target``) atomically.
-
-    A new link renamed over the old one: ``ln -sfn`` would unlink and then
-    create, leaving a moment with no current.
-    """
-    target = target or posixpath.join("releases", name)
-    tmp = posixpath.join(deploy_path(), ".current.fake.tmp")
-    script.add("remove stale temp link", remove_if_present(tmp))
-    script.argv("ln -s", "ln", "-s", target, tmp)
-    script.argv("mv -T", "mv", "-T", tmp, current_path())
-
-
 @stage_task("deploy:symlink", "Switch current to the release: a new symlink renamed over the old one.")
 def _symlink():
     if env.get("fake_skip"):
@@ -237,7 +222,7 @@ def _symlink():
     name = env.release_name
     script = Script()
     script.argv("release exists", "test", "-d", release_path(name))
-    _switch_steps(script, name)
+    switch_steps(script, name)
     remote(script.render(), "switch current")
     env.fake_published = True
 
@@ -253,7 +238,7 @@ def _finish():
               if n not in lives]
     env.fake_finished = True  # from here on a failure leaves the new release live
     script = Script()
-    _log(script, "log revision", line)
+    log_line(script, "log revision", line)
     if doomed:
         script.argv("remove old releases", "rm", "-rf", "--", *[release_path(n) for n in doomed])
     scm = strategy(cenv.get("scm"))
@@ -306,91 +291,10 @@ def _archive_rolled_back():
         script.argv("compress archive", "gzip", "-1", "-f", tarball)
         script.argv("remove rolled-back release", "rm", "-rf", "--", release_path(old))
     line = f"{user()} rolled back to release {target}"
-    _log(script, "log rollback", line)
+    log_line(script, "log rollback", line)
     unlocks = _unlock_if_last(script)
     remote(script.render(), "finishing rollback")
     env.fake_unlocked = unlocks
-
-
-@stage_task("deploy:failed", "After a failure: remove an unpublished release, or switch a published one back.")
-def _failed():
-    name = env.get("fake_release_created")
-    previous = env.get("previous_current")
-    if not env.get("fake_published"):
-        if name:
-            _remove_unpublished(name, previous)
-        elif env.get("fake_action") == "rollback" and env.get("release_name") and not env.get("fake_skip"):
-            _undo_lost_switch(env.release_name, previous)
-        return
-    stage = current_run().shared.get("stage")
-    if stage in ("publishing", "published") or (stage == "finishing" and not env.get("fake_finished")):
-        _switch_back(env.release_name, previous, mark_bad=env.get("fake_action") != "rollback")
-
-
-def _undo_if_switched(name, previous):
-    """Shell: if current points at releases/<name> (a switch whose result never
-    came back), put it back to ``previous``. Plain shell, no ``set -e``: the
-    caller's last test says whether it worked."""
-    cur, rel = quote(current_path()), quote(posixpath.join("releases", name))
-    back = Script()
-    if previous:
-        _switch_steps(back, target=previous)
-    else:
-        back.argv("remove current", "rm", "-f", current_path())
-    undo = " && ".join(shell for _, shell in back.steps)
-    return [f"cur=$(readlink {cur} 2>/dev/null || true)", f"if [ \"$cur\" = {rel} ]; then {undo}; fi"]
-
-
-def _not_current(name):
-    return f"test \"$(readlink {quote(current_path())} 2>/dev/null || true)\" != {quote(posixpath.join('releases', name))}"
-
-
-def _remove_unpublished(name, previous):
-    """Remove this run's release; first undo a switch whose result never came back.
-
-    The last test fails if current still points at the release or the
-    release is still there, so such a host is reported, not silently kept.
-    """
-    leftovers = strategy(cenv.get("scm")).leftovers(deploy_path(), name)
-    release = quote(release_path(name))
-    script = "\n".join(_undo_if_switched(name, previous) + [
-        f"if {_not_current(name)}; then {join(['rm', '-rf', '--', release_path(name), *leftovers])}; fi",
-        f"{_not_current(name)} && test ! -e {release}",
-    ]) + "\n"
-    remote(script, f"remove unpublished release {name}")
-
-
-def _undo_lost_switch(target, previous):
-    """A rollback's switch may have landed though its result was lost: undo it."""
-    script = "\n".join(_undo_if_switched(target, previous) + [_not_current(target)]) + "\n"
-    remote(script, f"check current after the failed rollback to {target}")
-
-
-def _switch_back(name, previous, mark_bad=True):
-    """Put current back to the link it had (``previous``), mark a deployed release bad, log it."""
-    script = Script()
-    if previous:
-        _switch_steps(script, target=previous)
-    else:
-        script.argv("remove current", "rm", "-f", current_path())
-    if mark_bad:
-        script.argv("mark release bad", "touch", posixpath.join(release_path(name), BAD_MARKER))
-    what = "deploy" if mark_bad else "rollback"
-    shown = _link_name(previous) or "nothing"
-    line = f"Release {name} was switched back to {shown} after a failed {what} by {user()}"
-    _log(script, "log revert", line)
-    remote(script.render(), "switch back")
-    env.fake_published = False
-    current_run().note(env.host_string, f"switched back to {_link_name(previous) or 'no release'}"
-                + (f" ({name} marked bad)" if mark_bad else ""))
-
-
-def _link_name(target):
-    """A release name for ``releases/<name>``, else the link text as it was."""
-    if not target:
-        return None
-    base = posixpath.basename(target.rstrip("/"))
-    return base if RELEASE_NAME.match(base) else target
 
 
 @stage_task("deploy:healthcheck", "Run env.healthcheck on each host once live; a failure switches all back.")
@@ -460,11 +364,10 @@ after("finishing", "deploy:finish")
 after("reverting", "deploy:revert")
 after("finishing_rollback", "deploy:archive_rolled_back")
 before("finishing", "deploy:healthcheck")  # after every published hook (restart there)
-after("failed", "deploy:failed")
 after("ended", "deploy:unlock_own")
 
 
 
-# unlock, releases and the dry-run planners register themselves on import.
-from . import plan  # noqa: E402,F401
+# The failure handling, unlock, releases and the dry-run planners register themselves on import.
+from . import plan, recover  # noqa: E402,F401
 from .admin import releases, unlock  # noqa: E402

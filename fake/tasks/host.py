@@ -14,14 +14,17 @@ from ..env import current_scope, number
 from ..exceptions import ConfigError
 from ..registry import Task
 from ..remote import require_target, run_quiet
-from ..shell import block, quote, unblock
+from ..shell import block, quote, remove_if_present, unblock
 from ..runner import active_run
 from ..scm.base import PROBE_PREFIX as SCM_PROBE_PREFIX
 from ..state import env, registry
-from .layout import BAD_MARKER, LOCK_FILE, RELEASE_NAME, cenv, deploy_path, linked_paths, repo_path, shared_path
+from .layout import (
+    BAD_MARKER, LOCK_FILE, RELEASE_NAME, cenv, current_path, deploy_path, linked_paths, repo_path, shared_path,
+)
 
 __all__ = ["HostState", "probe_script", "inspect", "describe_lock", "here", "remote", "current_run",
-           "facts", "user", "where", "unlock_hint", "stage_task", "Gate"]
+           "facts", "user", "where", "unlock_hint", "stage_task", "Gate",
+           "log_line", "switch_steps"]
 
 
 class HostState:
@@ -244,3 +247,21 @@ def stage_task(name, doc, **options):
 def where():
     roles = env.get("effective_roles") or []
     return ",".join(roles) if roles else ",".join(current_run().flow_hosts())
+
+
+def log_line(script, label, line):
+    """Append one line to revisions.log: the only way Fake writes it (never rewritten)."""
+    script.add(label, f"printf '%s\\n' {quote(line)} >> {quote(posixpath.join(deploy_path(), 'revisions.log'))}")
+
+
+def switch_steps(script, name=None, target=None):
+    """current -> releases/<name> (or the link text ``target``) atomically.
+
+    A new link renamed over the old one: ``ln -sfn`` would unlink and then
+    create, leaving a moment with no current.
+    """
+    target = target or posixpath.join("releases", name)
+    tmp = posixpath.join(deploy_path(), ".current.fake.tmp")
+    script.add("remove stale temp link", remove_if_present(tmp))
+    script.argv("ln -s", "ln", "-s", target, tmp)
+    script.argv("mv -T", "mv", "-T", tmp, current_path())

@@ -1,0 +1,102 @@
+"""After a failed deploy or rollback: put every reached host back as it was.
+
+``deploy:failed`` runs in the flow's ``failed`` stage on each host the run
+reached. Before publishing it removes the release this run made (undoing a
+switch whose result never came back); once published, it switches
+``current`` back to the exact link it had and marks the release bad, so
+rollback never picks it.
+"""
+
+import posixpath
+
+from ..scm import strategy
+from ..shell import Script, join, quote
+from ..state import env, registry
+from .host import current_run, log_line, remote, stage_task, switch_steps, user
+from .layout import BAD_MARKER, RELEASE_NAME, cenv, current_path, deploy_path, release_path
+
+__all__ = []
+
+
+@stage_task("deploy:failed", "After a failure: remove an unpublished release, or switch a published one back.")
+def _failed():
+    name = env.get("fake_release_created")
+    previous = env.get("previous_current")
+    if not env.get("fake_published"):
+        if name:
+            _remove_unpublished(name, previous)
+        elif env.get("fake_action") == "rollback" and env.get("release_name") and not env.get("fake_skip"):
+            _undo_lost_switch(env.release_name, previous)
+        return
+    stage = current_run().shared.get("stage")
+    if stage in ("publishing", "published") or (stage == "finishing" and not env.get("fake_finished")):
+        _switch_back(env.release_name, previous, mark_bad=env.get("fake_action") != "rollback")
+
+
+def _undo_if_switched(name, previous):
+    """Shell: if current points at releases/<name> (a switch whose result never
+    came back), put it back to ``previous``. Plain shell, no ``set -e``: the
+    caller's last test says whether it worked."""
+    cur, rel = quote(current_path()), quote(posixpath.join("releases", name))
+    back = Script()
+    if previous:
+        switch_steps(back, target=previous)
+    else:
+        back.argv("remove current", "rm", "-f", current_path())
+    undo = " && ".join(shell for _, shell in back.steps)
+    return [f"cur=$(readlink {cur} 2>/dev/null || true)", f"if [ \"$cur\" = {rel} ]; then {undo}; fi"]
+
+
+def _not_current(name):
+    return f"test \"$(readlink {quote(current_path())} 2>/dev/null || true)\" != {quote(posixpath.join('releases', name))}"
+
+
+def _remove_unpublished(name, previous):
+    """Remove this run's release; first undo a switch whose result never came back.
+
+    The last test fails if current still points at the release or the
+    release is still there, so such a host is reported, not silently kept.
+    """
+    leftovers = strategy(cenv.get("scm")).leftovers(deploy_path(), name)
+    release = quote(release_path(name))
+    script = "\n".join(_undo_if_switched(name, previous) + [
+        f"if {_not_current(name)}; then {join(['rm', '-rf', '--', release_path(name), *leftovers])}; fi",
+        f"{_not_current(name)} && test ! -e {release}",
+    ]) + "\n"
+    remote(script, f"remove unpublished release {name}")
+
+
+def _undo_lost_switch(target, previous):
+    """A rollback's switch may have landed though its result was lost: undo it."""
+    script = "\n".join(_undo_if_switched(target, previous) + [_not_current(target)]) + "\n"
+    remote(script, f"check current after the failed rollback to {target}")
+
+
+def _switch_back(name, previous, mark_bad=True):
+    """Put current back to the link it had (``previous``), mark a deployed release bad, log it."""
+    script = Script()
+    if previous:
+        switch_steps(script, target=previous)
+    else:
+        script.argv("remove current", "rm", "-f", current_path())
+    if mark_bad:
+        script.argv("mark release bad", "touch", posixpath.join(release_path(name), BAD_MARKER))
+    what = "deploy" if mark_bad else "rollback"
+    shown = _link_name(previous) or "nothing"
+    line = f"Release {name} was switched back to {shown} after a failed {what} by {user()}"
+    log_line(script, "log revert", line)
+    remote(script.render(), "switch back")
+    env.fake_published = False
+    current_run().note(env.host_string, f"switched back to {_link_name(previous) or 'no release'}"
+                + (f" ({name} marked bad)" if mark_bad else ""))
+
+
+def _link_name(target):
+    """A release name for ``releases/<name>``, else the link text as it was."""
+    if not target:
+        return None
+    base = posixpath.basename(target.rstrip("/"))
+    return base if RELEASE_NAME.match(base) else target
+
+
+registry.after("failed", "deploy:failed")
