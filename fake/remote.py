@@ -8,6 +8,7 @@ import re
 import select
 import signal
 import subprocess
+import threading
 import time
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -147,24 +148,26 @@ def run_command(target, command, *, host=None, sudo=False, hide=None, warn=None,
     return _finish(host, full, started, result, hide=hide, warn=warn, label=label, command=command)
 
 
-def run_quiet(target, command, *, host=None, label=None, timeout=None, before_exec=None, on_line=None):
+def run_quiet(target, command, *, host=None, label=None, timeout=None, before_exec=None, on_line=None,
+              stdin=None):
     """Run one of Fake's own commands: no pty, no stdin, output captured, failure raised.
 
     Over SSH this is one session on the pooled connection, read by the
     calling thread: no runner threads and no polling, so a command costs
     its round trips and little else. ``before_exec`` runs once the session
     is open (to wait for a slot without a round trip after it);
-    ``on_line`` sees each stdout line as it arrives. ``cd()`` and ``-w``
-    do not apply: these commands use absolute paths and must never pass
-    silently.
+    ``on_line`` sees each stdout line as it arrives; ``stdin`` is a local
+    file streamed to the command's standard input (else it reads EOF).
+    ``cd()`` and ``-w`` do not apply: these commands use absolute paths and
+    must never pass silently.
     """
     host = host or getattr(target, "host", None) or "?"
     started = time.monotonic()
     try:
         if getattr(target, "transport", None) is not None:
-            exited, out, err = _exec_ssh(target, command, timeout, before_exec, on_line)
+            exited, out, err = _exec_ssh(target, command, timeout, before_exec, on_line, stdin)
         else:
-            exited, out, err = _exec_local(target, command, timeout, before_exec, on_line)
+            exited, out, err = _exec_local(target, command, timeout, before_exec, on_line, stdin)
     except _TimedOut:
         _log(host, command, "timeout", started, None)
         raise HostCommandError(host, label or command, "-", f"timed out after {timeout}s") from None
@@ -210,8 +213,9 @@ def _run_env(target):
     return {str(k): str(v) for k, v in (run.get("env") or {}).items()}
 
 
-def _exec_ssh(conn, command, timeout, before_exec, on_line):
+def _exec_ssh(conn, command, timeout, before_exec, on_line, stdin=None):
     chan = conn.create_session(timeout=timeout or None)
+    sender = None
     try:
         if before_exec is not None:
             before_exec()
@@ -222,7 +226,12 @@ def _exec_ssh(conn, command, timeout, before_exec, on_line):
         elif env:
             chan.update_environment(env)
         chan.exec_command(command)
-        chan.shutdown_write()
+        if stdin is None:
+            chan.shutdown_write()
+        else:
+            # Its own thread, so output is read while the file goes out.
+            sender = threading.Thread(target=_send_file, args=(chan, stdin), daemon=True)
+            sender.start()
         out, err, lines = bytearray(), bytearray(), _Lines(on_line)
         while True:
             while chan.recv_ready():
@@ -247,17 +256,35 @@ def _exec_ssh(conn, command, timeout, before_exec, on_line):
             raise EOFError("the connection closed")
         return exited, _text(out), _text(err)
     finally:
-        chan.close()
+        chan.close()  # also ends a sender still blocked on a full window
+        if sender is not None:
+            sender.join(5)
 
 
-def _exec_local(target, command, timeout, before_exec, on_line):
+def _send_file(chan, path):
+    """Stream a local file into the channel, then EOF. A command that exits
+    before reading it all closes the channel: that is its failure to report, not ours."""
+    try:
+        with open(path, "rb") as f:
+            while True:
+                chunk = f.read(1 << 16)
+                if not chunk:
+                    break
+                chan.sendall(chunk)
+        chan.shutdown_write()
+    except (OSError, EOFError, paramiko.SSHException):
+        pass
+
+
+def _exec_local(target, command, timeout, before_exec, on_line, stdin=None):
     if before_exec is not None:
         before_exec()
     env = dict(os.environ, **_run_env(target))
     # Its own process group, so a timeout stops the command's children too
     # (they hold the output pipes open).
-    proc = subprocess.Popen(["/bin/sh", "-c", command], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=env, start_new_session=True)
+    with open(stdin, "rb") if stdin is not None else open(os.devnull, "rb") as source:
+        proc = subprocess.Popen(["/bin/sh", "-c", command], stdin=source, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=env, start_new_session=True)
     try:
         out, err = proc.communicate(timeout=timeout or None)
     except subprocess.TimeoutExpired:

@@ -54,6 +54,9 @@ class Script:
 
     def __init__(self):
         self.steps = []
+        # A local file streamed to the script's standard input: an upload
+        # that rides on the command itself, with no round trip of its own.
+        self.stdin = None
 
     def add(self, label, shell):
         self.steps.append((label, shell))

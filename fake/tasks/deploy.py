@@ -186,7 +186,7 @@ def _update():
     revision = scm.revision(Resolved(sha, ref, None))
     script.add("write REVISION", f"printf '%s\\n' {quote(revision)} > {quote(posixpath.join(release, 'REVISION'))}")
     _link_steps(script, release, [path for _, path in links])
-    remote(script.render(), "deploy:update", gate=Gate(scm.limit(), FETCH_DONE))
+    remote(script.render(), "deploy:update", gate=Gate(scm.limit(), FETCH_DONE), stdin=script.stdin)
 
 
 def _link_steps(script, release, paths):

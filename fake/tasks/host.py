@@ -140,17 +140,18 @@ def timeout(key="command_timeout"):
     return number(key, cenv.get(key), 0.001)
 
 
-def remote(command, label, gate=None):
+def remote(command, label, gate=None, stdin=None):
     """One of Fake's own commands: hidden, never warn-only, errors name the step.
 
     ``gate`` (a :class:`Gate`) is held from the moment the session is open
-    until the command prints the gate's mark, or ends.
+    until the command prints the gate's mark, or ends. ``stdin``: a local
+    file to stream to the command's standard input.
     """
     conn, host = here()
     if gate is None:
-        return run_quiet(conn, command, host=host, label=label, timeout=timeout())
+        return run_quiet(conn, command, host=host, label=label, timeout=timeout(), stdin=stdin)
     try:
-        return run_quiet(conn, command, host=host, label=label, timeout=timeout(),
+        return run_quiet(conn, command, host=host, label=label, timeout=timeout(), stdin=stdin,
                          before_exec=gate.take, on_line=gate.line)
     finally:
         gate.free()

@@ -19,7 +19,7 @@ import time
 import pytest
 
 from tests.e2e.conftest import explain
-from tests.e2e.sshd import TEST_USER, commit, make_repo
+from tests.e2e.sshd import TEST_USER, Fleet, commit, make_repo
 from tests.e2e.test_deploy import APP, live, ok, releases, sha_of, snapshot
 
 FABFILE = '''
@@ -117,6 +117,24 @@ def test_copy_deploys_the_fabfiles_commit_to_hosts_without_git(fab, project, fle
     assert releases(fleet3["db1"]) == []
 
 
+def test_copy_upload_rides_on_the_update_command_without_sftp(fab, project):
+    """The archive goes over the update command's stdin: a host with no sftp subsystem deploys in 4 commands."""
+    with Fleet(1, names=["web1"], sftp_subsystem="/bin/false") as fleet:
+        write_fabfile(project, ["web1"], extra="""
+            env.scm = 'copy'
+            env.copy_dir = 'site'
+        """)
+        (project / "site").mkdir()
+        (project / "site" / "index.html").write_bytes(os.urandom(300_000))  # several windows' worth
+        proc = ok(deploy(fab, fleet))
+        host = fleet["web1"]
+        assert host.sh(f"cmp {APP}/current/index.html {shlex.quote(str(project / 'site' / 'index.html'))}"
+                       " && echo same").strip() == "same"
+        assert uploads_left(host) == []
+        log = (project / "log" / "fake.log").read_text()
+        assert len(re.findall(r"\[web1\] exit 0 in", log)) == 4, explain(proc)
+
+
 def test_copy_directory_after_a_build_command(fab, project, fleet3):
     write_fabfile(project, ["web1", "db1"], extra="""
         env.scm = 'copy'
@@ -166,16 +184,16 @@ def test_failing_build_command_changes_no_host(fab, project, fleet3):
     ("printf XY >> {remote}", r"verify upload size .*has \d+ bytes, expected"),
 ])
 def test_corrupted_upload_is_caught_before_unpacking(fab, project, fleet3, damage, needle):
-    """A strategy object (a Copy subclass) damages web2's upload between upload and verification."""
+    """A strategy object (a Copy subclass) damages web2's upload between receiving and verification."""
     write_fabfile(project, ["web1", "web2", "db1"], extra=f"""
         import os
         from fake.scm.copy import Copy
 
         class DamagingCopy(Copy):
-            def upload(self, connection, host, local, remote):
-                super().upload(connection, host, local, remote)
-                if os.environ.get("DAMAGE") and host == "web2":
-                    connection.run({damage!r}.format(remote=remote))
+            def upload(self, script, target, local, remote):
+                super().upload(script, target, local, remote)
+                if os.environ.get("DAMAGE") and target.host == "web2":
+                    script.add("damage", {damage!r}.format(remote=remote))
 
         env.scm = DamagingCopy()
         env.copy_dir = 'site'

@@ -360,3 +360,13 @@ def test_run_quiet_times_out_with_the_host_named():
         run_quiet(local_target(), "sleep 5", host="web2", label="switch current", timeout=0.3)
     assert time.monotonic() - started < 3
     assert "web2" in str(err.value)
+
+
+def test_run_quiet_streams_a_file_to_stdin(tmp_path):
+    from fake.remote import run_quiet
+
+    data = tmp_path / "payload"
+    data.write_bytes(bytes(range(256)) * 1000)
+    result = run_quiet(local_target(), "wc -c; cat >/dev/null", host="h", stdin=str(data))
+    assert result.stdout.strip() == "256000"
+    assert run_quiet(local_target(), "wc -c", host="h").stdout.strip() == "0"  # no stdin: EOF at once

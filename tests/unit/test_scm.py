@@ -400,9 +400,11 @@ def test_copy_build_upload_verify_unpack(tmp_path, monkeypatch):
     assert copy.resolve(["scm-unrelated x"], None, prepared) == (prepared.revision, "dir:out", None)
     deploy_path = str(tmp_path / "srv")
     script, release = _release_script(copy, prepared, deploy_path)
-    assert labels(script) == ["verify upload size", "verify upload sha256", "mkdir release", "unpack", "remove upload"]
-    assert os.path.exists(os.path.join(deploy_path, ".fake-upload-20260101000000.tar.gz"))
-    proc = sh(script.render())
+    assert labels(script) == ["receive upload", "verify upload size", "verify upload sha256", "mkdir release",
+                              "unpack", "remove upload"]
+    assert script.stdin == prepared.built.path  # the archive rides on the update command's stdin
+    with open(script.stdin, "rb") as archive:
+        proc = sh(script.render(), stdin=archive)
     assert proc.returncode == 0, proc.stderr
     assert open(os.path.join(release, "index.html")).read() == "built\n"
     assert os.listdir(deploy_path) == ["releases"]  # the upload is gone
@@ -418,10 +420,10 @@ def test_copy_damaged_upload_is_refused_before_unpacking(tmp_path, monkeypatch):
     deploy_path = str(tmp_path / "srv")
     script, release = _release_script(copy, prepared, deploy_path)
     upload = os.path.join(deploy_path, ".fake-upload-20260101000000.tar.gz")
-    with open(upload, "r+b") as f:
-        f.seek(20)
-        f.write(b"\xff")
-    proc = sh(script.render())
+    damaged = bytearray(open(script.stdin, "rb").read())
+    damaged[20] ^= 0xFF
+    proc = subprocess.run(["/bin/sh", "-c", script.render()], input=bytes(damaged), capture_output=True, timeout=10)
+    proc.stderr = proc.stderr.decode()
     assert proc.returncode != 0
     assert "fake-failed-step: verify upload sha256" in proc.stderr and "it changed on the way" in proc.stderr
     assert not os.path.exists(release)
