@@ -42,8 +42,10 @@ class FlowSteps:
         return list(self.shared.get("hosts") or self.hosts)
 
     def tasks_after(self):
-        """The tasks this flow still runs after the current step, its final ones included.
+        """The tasks this flow may still run after the current step on this host.
 
+        The rest of its stages, its final calls, and its on-failure calls
+        too: the step may yet fail on another host, and then they run here.
         None outside a flow. A task that would see the deploy state (a
         fabfile hook, say) among them means the flow is not done yet.
         """
@@ -54,7 +56,7 @@ class FlowSteps:
         later = list(fcall.body[i][1][j + 1:])
         for _, group in fcall.body[i + 1:]:
             later += group
-        later += list(fcall.final or [])
+        later += list(fcall.on_failure or []) + list(fcall.final or [])
         return [task for call in later for task in _tasks_of(call)]
 
     def record(self, key, host, value):

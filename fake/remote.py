@@ -5,7 +5,7 @@ The shell text they run is built in :mod:`fake.shell`.
 
 import os
 import re
-import select
+import selectors
 import signal
 import subprocess
 import threading
@@ -17,7 +17,7 @@ import invoke
 import paramiko
 
 from .shell import Script, join, quote, quote_path  # noqa: F401  (re-exported: shell text lives in shell.py)
-from .exceptions import ConfigError, ConnectError, FakeError, HostCommandError
+from .exceptions import ConfigError, ConnectError, ControllerError, FakeError, HostCommandError
 from .output import VERBOSE, console
 
 __all__ = [
@@ -181,7 +181,7 @@ def run_quiet(target, command, *, host=None, label=None, timeout=None, before_ex
 def _finish(host, full, started, result, *, hide, warn, label, command):
     """Log a finished command, show it under -v when hidden, raise if it failed and must not."""
     _log(host, full, result.exited, started, result)
-    if hide:
+    if hide and console().level >= VERBOSE:  # only -v shows hidden output: do not build it otherwise
         shown = ["$ " + line for line in full.rstrip("\n").split("\n")]
         shown += (result.stdout + result.stderr).rstrip("\n").split("\n") if (result.stdout + result.stderr).strip() else []
         console().host_lines(host, shown, level=VERBOSE, log=False)
@@ -214,6 +214,7 @@ def _run_env(target):
 
 
 def _exec_ssh(conn, command, timeout, before_exec, on_line, stdin=None):
+    source = _open_stdin(stdin)  # before the channel: a missing file is the controller's error
     chan = conn.create_session(timeout=timeout or None)
     sender = None
     try:
@@ -226,54 +227,93 @@ def _exec_ssh(conn, command, timeout, before_exec, on_line, stdin=None):
         elif env:
             chan.update_environment(env)
         chan.exec_command(command)
-        if stdin is None:
+        if source is None:
             chan.shutdown_write()
         else:
             # Its own thread, so output is read while the file goes out.
-            sender = threading.Thread(target=_send_file, args=(chan, stdin), daemon=True)
-            sender.start()
+            sender = _Sender(chan, source)
         out, err, lines = bytearray(), bytearray(), _Lines(on_line)
-        while True:
-            while chan.recv_ready():
-                data = chan.recv(65536)
-                out += data
-                lines.feed(data)
-            while chan.recv_stderr_ready():
-                err += chan.recv_stderr(65536)
-            if chan.closed or chan.eof_received:
-                if not chan.recv_ready() and not chan.recv_stderr_ready():
-                    break
-                continue
+        # A selector, not select(): it takes any fd number, however many hosts are open.
+        with selectors.DefaultSelector() as selector:
             # The channel's fileno turns readable when stdout or stderr data, EOF or close arrive.
-            readable, _, _ = select.select([chan], [], [], _left(deadline))
-            if not readable:
-                _left(deadline)
+            selector.register(chan, selectors.EVENT_READ)
+            while True:
+                while chan.recv_ready():
+                    data = chan.recv(65536)
+                    out += data
+                    lines.feed(data)
+                    _left(deadline)  # a command that never stops talking still times out
+                while chan.recv_stderr_ready():
+                    err += chan.recv_stderr(65536)
+                    _left(deadline)
+                if chan.closed or chan.eof_received:
+                    if not chan.recv_ready() and not chan.recv_stderr_ready():
+                        break
+                    continue
+                if not selector.select(_left(deadline)):
+                    _left(deadline)
         lines.close()
         if not chan.status_event.wait(_left(deadline)):
             raise _TimedOut()
         exited = chan.recv_exit_status()
         if exited == -1 and not conn.transport.is_active():
             raise EOFError("the connection closed")
+        if sender is not None:
+            sender.check(stdin)
         return exited, _text(out), _text(err)
     finally:
         chan.close()  # also ends a sender still blocked on a full window
         if sender is not None:
-            sender.join(5)
+            sender.thread.join(5)
+        if source is not None:
+            source.close()
 
 
-def _send_file(chan, path):
-    """Stream a local file into the channel, then EOF. A command that exits
-    before reading it all closes the channel: that is its failure to report, not ours."""
+def _open_stdin(path):
+    if path is None:
+        return None
     try:
-        with open(path, "rb") as f:
+        return open(path, "rb")
+    except OSError as e:
+        raise ControllerError(f"cannot read {path} to send it: {e.strerror or e}") from e
+
+
+class _Sender:
+    """Streams a local file into a channel, then EOF, in a thread of its own.
+
+    EOF is sent even when reading fails, so the remote side never waits for
+    more; a read failure is then the controller's error to report. A
+    command that exits before reading it all closes the channel: that is
+    its own failure to report, not ours.
+    """
+
+    def __init__(self, chan, source):
+        self.chan, self.source, self.error = chan, source, None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        try:
             while True:
-                chunk = f.read(1 << 16)
+                try:
+                    chunk = self.source.read(1 << 16)
+                except Exception as e:
+                    self.error = e
+                    return
                 if not chunk:
-                    break
-                chan.sendall(chunk)
-        chan.shutdown_write()
-    except (OSError, EOFError, paramiko.SSHException):
-        pass
+                    return
+                self.chan.sendall(chunk)
+        except Exception:
+            pass  # the channel closed under us: the command's exit says why
+        finally:
+            try:
+                self.chan.shutdown_write()
+            except Exception:
+                pass
+
+    def check(self, path):
+        if self.error is not None:
+            raise ControllerError(f"reading {path} to send it failed: {self.error}")
 
 
 def _exec_local(target, command, timeout, before_exec, on_line, stdin=None):
@@ -282,7 +322,7 @@ def _exec_local(target, command, timeout, before_exec, on_line, stdin=None):
     env = dict(os.environ, **_run_env(target))
     # Its own process group, so a timeout stops the command's children too
     # (they hold the output pipes open).
-    with open(stdin, "rb") if stdin is not None else open(os.devnull, "rb") as source:
+    with _open_stdin(stdin) or open(os.devnull, "rb") as source:
         proc = subprocess.Popen(["/bin/sh", "-c", command], stdin=source, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, env=env, start_new_session=True)
     try:

@@ -9,6 +9,7 @@ import os
 import shutil
 import socket
 import threading
+import time
 
 import invoke
 import paramiko
@@ -35,9 +36,11 @@ class HostConnection(HostCommands, Connection):
     def create_session(self, timeout=None):
         with _spare_lock:
             spare, self._spare = self._spare, None
+        started = time.monotonic()
         channel = spare.take(timeout) if spare is not None else None
         if channel is None:
-            channel = self.transport.open_session(timeout=timeout)
+            left = None if timeout is None else max(0.001, timeout - (time.monotonic() - started))
+            channel = self.transport.open_session(timeout=left)
         self.open_spare()
         if self.forward_agent:
             # As Fabric does: git over SSH on the host may need the forwarded agent.
@@ -62,22 +65,31 @@ class _Spare:
 
     def __init__(self, transport):
         self.channel = None
+        self.abandoned = False
         self.ready = threading.Event()
+        self.lock = threading.Lock()
         threading.Thread(target=self._open, args=(transport,), daemon=True).start()
 
     def _open(self, transport):
         try:
-            self.channel = transport.open_session(timeout=30)
+            channel = transport.open_session(timeout=30)
         except Exception:
-            self.channel = None  # take() falls back to opening one, which reports the error
-        finally:
+            channel = None  # take() falls back to opening one, which reports the error
+        with self.lock:
+            if self.abandoned and channel is not None:
+                channel.close()  # nobody waits for it: do not hold one of the server's sessions
+                channel = None
+            self.channel = channel
             self.ready.set()
 
     def take(self, timeout=None):
         """The channel, once open; None if it failed, closed, or is not there in time."""
-        if not self.ready.wait(timeout):
-            return None  # the late channel is closed with the connection
-        channel = self.channel
+        self.ready.wait(timeout)
+        with self.lock:
+            if not self.ready.is_set():
+                self.abandoned = True  # closed by _open when it does arrive
+                return None
+            channel = self.channel
         if channel is None or channel.closed or not channel.active:
             return None
         return channel

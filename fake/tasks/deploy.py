@@ -340,17 +340,20 @@ def _unlock_shell(token):
 def _unlock_if_last(script):
     """Release the lock in ``script`` when it is the flow's last command on this host.
 
-    That is when nothing but Fake's empty stages and ``deploy:unlock_own``
-    would run after it: then ``ended`` has nothing left to send, and the
-    deploy saves a round trip. A fabfile hook on ``finished`` (a restart,
-    say) keeps the lock until it is done, as before.
+    That is when nothing but Fake's empty stages, ``deploy:failed`` and
+    ``deploy:unlock_own`` could run after it: then ``ended`` has nothing
+    left to send, and the deploy saves a round trip. A fabfile hook on
+    ``finished`` or ``failed`` (a restart, say) keeps the lock until it is
+    done, as before.
     """
     later = current_run().tasks_after()
     token = current_run().once("lock_token", lambda: None)
     if later is None or token is None:
         return False
-    own = registry.get("deploy:unlock_own")
-    if any(task is not own and not getattr(task, "stage", False) for task in later):
+    # deploy:failed may run here if this step fails on another host; past
+    # this point it leaves this host as it is, so it needs no lock.
+    own = (registry.get("deploy:unlock_own"), registry.get("deploy:failed"))
+    if any(not any(task is o for o in own) and not getattr(task, "stage", False) for task in later):
         return False
     script.add("release lock", _unlock_shell(token).rstrip("\n"))
     return True

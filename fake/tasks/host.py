@@ -87,7 +87,9 @@ def probe_script(lock_info=None, scm=None, with_log=False):
     The lock is taken only when nothing else is wrong, with noclobber so two
     deploys racing for it cannot both win. Builtins do the reading (``read``,
     not ``cat``, per release): the probe starts ``date`` and ``readlink``,
-    and the scm's check, and nothing else on a host in order.
+    and the scm's check, and nothing else on a host in order. Values read
+    from files go out through ``printf '%s'``: dash's ``echo`` would act
+    on backslashes in them.
     """
     d = quote(deploy_path())
     lock = f"{d}/{LOCK_FILE}"
@@ -95,14 +97,14 @@ def probe_script(lock_info=None, scm=None, with_log=False):
         "problems=0",
         "now=$(date +%s)",
         'echo "now $now"',
-        f"if [ -L {d}/current ]; then echo \"current $(readlink {d}/current)\"; fi",
+        f"if [ -L {d}/current ]; then printf 'current %s\\n' \"$(readlink {d}/current)\"; fi",
         f"for r in {d}/releases/*; do",
         '  [ -d "$r" ] || continue',
         '  rev=; { read -r rev < "$r/REVISION"; } 2>/dev/null || true',
         f'  if [ -e "$r/{BAD_MARKER}" ]; then bad=bad; else bad=; fi',
-        '  echo "release ${r##*/} ${rev:--} $bad"',
+        "  printf 'release %s %s %s\\n' \"${r##*/}\" \"${rev:--}\" \"$bad\"",
         "done",
-        f"if [ -f {lock} ]; then echo \"lock $(head -c 2000 {lock} | tr '\\n' ' ')\"; problems=1; fi",
+        f"if [ -f {lock} ]; then printf 'lock %s\\n' \"$(head -c 2000 {lock} | tr '\\n' ' ')\"; problems=1; fi",
         f"if [ -d {d}/repo ]; then echo mirror; fi",
     ]
     if with_log:
@@ -122,7 +124,7 @@ def probe_script(lock_info=None, scm=None, with_log=False):
             f"  [ -d {d} ] || mkdir -p {d}",
             "  set -C",
             f"  if {{ printf '%s%s}}\\n' {head} \"$now\" > {lock}; }} 2>/dev/null; then echo locked;",
-            f"  elif [ -e {lock} ]; then echo \"lock $(cat {lock} 2>/dev/null | tr '\\n' ' ')\";",
+            f"  elif [ -e {lock} ]; then printf 'lock %s\\n' \"$(cat {lock} 2>/dev/null | tr '\\n' ' ')\";",
             "  else echo lockfail; fi",
             "  set +C",
             "fi",
