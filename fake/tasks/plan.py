@@ -23,9 +23,10 @@ def _plan_probe():
 
 
 def _in_scope(host, fn):
-    from ..env import host_scope
+    from ..env import host_scope, role_overlay
 
-    with host_scope(current_run().scope(host)):
+    run = current_run()
+    with host_scope(run.scope(host)), role_overlay(run.role_values(host, run.shared.get("roles"))):
         return fn()
 
 
