@@ -15,6 +15,7 @@ pytest imports so it can be used from a REPL or a benchmark script.
 
 import os
 import pwd
+import random
 import shlex
 import shutil
 import signal
@@ -172,13 +173,27 @@ class Host:
             )
 
     def _wait_ready(self, deadline):
-        """Poll until sshd sends its banner; fail fast if it died."""
+        """Poll until this sshd says it listens on its port and sends its banner; fail fast if it died.
+
+        Its own "Server listening" line, not just a banner on the port: the
+        banner could come from another server that took the port first.
+        """
+        listening = f"Server listening on 127.0.0.1 port {self.port}."
         while True:
             if self.proc.poll() is not None:
+                tail = _tail(self.log_path)
+                if "Address already in use" in tail:
+                    raise _PortTaken(self.port)
                 raise RuntimeError(
                     f"sshd for {self.name} exited with {self.proc.returncode};"
-                    f" log tail:\n{_tail(self.log_path)}"
+                    f" log tail:\n{tail}"
                 )
+            if listening not in self.log_text():
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"sshd for {self.name} not listening on port {self.port};"
+                                       f" log tail:\n{_tail(self.log_path)}")
+                time.sleep(0.01)
+                continue
             try:
                 with socket.create_connection(("127.0.0.1", self.port),
                                               timeout=1) as s:
@@ -275,7 +290,19 @@ class Fleet:
             host._spawn(pw.pw_uid, pw.pw_gid)
         deadline = time.monotonic() + READY_TIMEOUT
         for host in self.hosts:
-            host._wait_ready(deadline)
+            for attempt in range(1, 4):
+                try:
+                    host._wait_ready(deadline)
+                    break
+                except _PortTaken:
+                    # Someone took the port between our check and sshd's bind:
+                    # take another and start this host again.
+                    if attempt == 3:
+                        raise
+                    host.port = _free_ports(1)[0]
+                    self._write_sshd_config(host)
+                    host.log_path.write_bytes(b"")  # the next check reads this start's lines only
+                    host._spawn(pw.pw_uid, pw.pw_gid)
 
         self.ssh_config_path = self.write_ssh_config(self.workdir / "ssh_config")
 
@@ -442,11 +469,31 @@ def _keygen(path):
     )
 
 
+class _PortTaken(Exception):
+    pass
+
+
+# Below the kernel's ephemeral range (32768+ by default), where this
+# machine's own outgoing connections take their ports, and apart from the
+# benchmark proxy's 20000-31999.
+PORTS = range(10000, 20000)
+
+
 def _free_ports(n):
     """Pick n distinct free ports (sockets held open until all are chosen)."""
     socks = []
     try:
-        for _ in range(n):
+        for port in random.sample(PORTS, min(len(PORTS), 50 * n)):
+            if len(socks) == n:
+                break
+            s = socket.socket()
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                s.close()
+                continue
+            socks.append(s)
+        while len(socks) < n:  # a crowded range: let the kernel choose
             s = socket.socket()
             s.bind(("127.0.0.1", 0))
             socks.append(s)

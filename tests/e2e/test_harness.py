@@ -107,3 +107,29 @@ def test_repo_helpers_make_clonable_repo(fleet3):
                " && test -f static/.keep && test ! -e new.txt")
     assert proc.returncode == 0, explain(proc)
     assert proc.stdout.split() == [second, feature, "v2"]
+
+
+def test_a_port_taken_before_sshd_binds_it_is_replaced(monkeypatch):
+    """The harness picks a port, then sshd binds it: whoever takes it in between must not break the fleet."""
+    real, squatters = sshd._free_ports, []
+
+    def then_taken(n):
+        ports = real(n)
+        if not squatters:  # the first host's port goes to someone else at once
+            s = socket.socket()
+            s.bind(("127.0.0.1", ports[0]))
+            s.listen()
+            squatters.append(s)
+        return ports
+
+    monkeypatch.setattr(sshd, "_free_ports", then_taken)
+    try:
+        with sshd.Fleet(2) as fleet:
+            blocked = squatters[0].getsockname()[1]
+            assert blocked not in [h.port for h in fleet.hosts]
+            out = subprocess.run(["ssh", "-F", str(fleet.ssh_config_path), "web1", "echo via-ssh"],
+                                 capture_output=True, text=True, timeout=30)
+            assert out.stdout.strip() == "via-ssh", out.stderr
+    finally:
+        for s in squatters:
+            s.close()
