@@ -25,9 +25,10 @@ import sys
 
 HOST = "127.0.0.1"
 HIGH_WATER = 1 << 20  # pause reading when the other side has this much unsent
-# Listen below the kernel's ephemeral range (ip_local_port_range, 32768+ by
-# default): the sshd test hosts get their ports from that range and bind them
-# a moment later, so a proxy listening there could take one in between.
+# Below the kernel's ephemeral range (ip_local_port_range, 32768+ by default),
+# where outgoing connections take their ports, and apart from the sshd test
+# hosts' 10000-19999 (tests/e2e/sshd.py), which they bind a moment after
+# choosing them.
 PORTS = range(20000, 32000)
 
 

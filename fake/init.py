@@ -2,8 +2,9 @@
 
 The template is a string here, not a package data file, so an install from
 a wheel or a checkout needs nothing besides the ``fake`` package. It shows
-every deploy setting with its default, commented out: a starter that pins
-the defaults of the version that wrote it would hide later changes.
+the common deploy settings with their defaults, commented out (the rest are
+in docs/settings.rst): a starter that pins the defaults of the version that
+wrote it would hide later changes.
 """
 
 import os

@@ -1,4 +1,4 @@
-"""Commands on one host: connecting, running, and errors that name it.
+"""Commands on one host: running them, and errors that name it (connecting is in :mod:`fake.ssh`).
 
 The shell text they run is built in :mod:`fake.shell`.
 """
@@ -150,7 +150,7 @@ def run_command(target, command, *, host=None, sudo=False, hide=None, warn=None,
 
 def run_quiet(target, command, *, host=None, label=None, timeout=None, before_exec=None, on_line=None,
               stdin=None):
-    """Run one of Fake's own commands: no pty, no stdin, output captured, failure raised.
+    """Run one of Fake's own commands: no pty, output captured, failure raised.
 
     Over SSH this is one session on the pooled connection, read by the
     calling thread: no runner threads and no polling, so a command costs

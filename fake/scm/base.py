@@ -10,7 +10,7 @@ these methods. ``fake.tasks.deploy`` calls them in this order:
 4. ``resolve``: the probe's lines (and what ``prepare`` made) become a
    revision, or an error for that host;
 5. ``create_release``: steps added to the one batched update command; it
-   may upload first. ``limit()`` is held from the command's start until it
+   may set ``script.stdin`` to a local file the command receives. ``limit()`` is held from the command's start until it
    prints the line ``FETCH_DONE`` (or ends): print it once the step that
    needs the repository server is done;
 6. ``revision``: the text written to ``REVISION``; ``describe`` says what
@@ -137,7 +137,7 @@ class Strategy:
         return f"Branch {branch or ref or 'HEAD'}"
 
     def limit(self):
-        """Held around this host's update command (e.g. to limit concurrent fetches)."""
+        """Held from the update command's start until it prints FETCH_DONE (e.g. to limit concurrent fetches)."""
         return contextlib.nullcontext()
 
     def housekeeping(self, script, repo_path):

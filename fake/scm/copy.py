@@ -181,7 +181,7 @@ class Copy(Strategy):
 
     def create_release(self, script, repo_url, repo_path, release_path, revision, mirror_present,
                        prepared=None, target=None):
-        """Upload the archive, then (in the update command) check it, unpack it, remove it."""
+        """Receive the archive on the update command's stdin, check it, unpack it, remove it."""
         built = prepared.built
         remote = upload_path(target.deploy_path, target.release_name)
         self.upload(script, target, built.path, remote)

@@ -228,7 +228,7 @@ class Git(Strategy):
 
     @staticmethod
     def _tarball(release_path):
-        """The export's temporary tar, beside the release (hidden from releases/*)."""
+        """The submodule checkout's temporary tar, beside the release (hidden from releases/*)."""
         return posixpath.join(posixpath.dirname(release_path), "." + posixpath.basename(release_path) + ".tar")
 
     def _checkout_path(self, repo_path, release_path):

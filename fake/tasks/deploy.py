@@ -227,7 +227,7 @@ def _symlink():
     env.fake_published = True
 
 
-@stage_task("deploy:finish", "Append to revisions.log and remove releases beyond keep_releases.")
+@stage_task("deploy:finish", "Append to revisions.log, remove old releases, git gc --auto; release the lock if nothing follows.")
 def _finish():
     state = facts()
     name, sha, ref = env.release_name, env.fake_revision, env.fake_ref or ""

@@ -3,8 +3,8 @@
 ``deploy:failed`` runs in the flow's ``failed`` stage on each host the run
 reached. Before publishing it removes the release this run made (undoing a
 switch whose result never came back); once published, it switches
-``current`` back to the exact link it had and marks the release bad, so
-rollback never picks it.
+``current`` back to the exact link it had and, after a deploy, marks the
+release bad, so rollback never picks it.
 """
 
 import posixpath
