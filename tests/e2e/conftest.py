@@ -7,6 +7,7 @@ pass) whether or not the package is importable.
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -45,6 +46,16 @@ def run_fab(args, cwd, fleet=None, timeout=60, env=None, input=None,
         cmd, cwd=cwd, env=dict(os.environ, **(env or {})),
         capture_output=True, text=True, timeout=timeout, **stdin,
     )
+
+
+def default_sigint():
+    """``preexec_fn`` for a fab that a test interrupts with SIGINT.
+
+    Python turns SIGINT into KeyboardInterrupt only if it starts with the
+    default disposition; a test run started as a background job or under
+    nohup passes SIGINT on ignored, and the child would never see Ctrl-C.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def explain(proc):

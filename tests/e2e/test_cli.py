@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import explain
+from tests.e2e.conftest import default_sigint, explain
 
 SEED = '''
 import os
@@ -434,7 +434,7 @@ def test_ctrl_c_lets_running_commands_finish_and_starts_nothing_new(project, fle
     ''')
     proc = subprocess.Popen([str(fab_bin), "-S", str(fleet3.ssh_config_path), "-H", "web1,web2", "slow", "next_one"],
                             cwd=project, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
     out, err = _interrupt_when(proc, lambda: all(
         fleet3[h].sh("test -e /srv/started && echo y || echo n").strip() == "y" for h in ("web1", "web2")))
     assert proc.returncode == 130, f"{proc.returncode}\n{out}\n{err}"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import explain, fab_bin
+from tests.e2e.conftest import default_sigint, explain, fab_bin
 from tests.e2e.sshd import branch, commit, make_repo
 
 APP = "/srv/app"
@@ -376,7 +376,8 @@ def test_ctrl_c_during_updating_leaves_every_host_as_it_was(project, app, repo):
     commit(repo, {"app.py": "print('v2')\n"}, "v2")
     proc = subprocess.Popen([str(fab_bin), "-S", str(fleet.ssh_config_path), "-R", "production", "deploy"],
                             cwd=project, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**__import__("os").environ, "SLOW": "1"})
+                            stderr=subprocess.PIPE, text=True, env={**__import__("os").environ, "SLOW": "1"},
+                            preexec_fn=default_sigint)
     out, err = _interrupt_when(proc, lambda: all(
         h.sh("test -e /srv/building && echo y || echo n").strip() == "y" for h in fleet.hosts))
     assert proc.returncode == 130, f"{out}\n{err}"

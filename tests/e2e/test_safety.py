@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import explain, fab_bin
+from tests.e2e.conftest import default_sigint, explain, fab_bin
 from tests.e2e.sshd import commit
 from tests.e2e.test_cli import _interrupt_when
 from tests.e2e.test_deploy import APP, app, deploy, live, ok, releases, repo, snapshot  # noqa: F401
@@ -20,7 +20,7 @@ LOCK = f"{APP}/deploy.lock"
 def popen(project, fleet, *args, env=None):
     return subprocess.Popen([str(fab_bin), "-S", str(fleet.ssh_config_path), *args], cwd=project,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, **(env or {})})
+                            text=True, env={**os.environ, **(env or {})}, preexec_fn=default_sigint)
 
 
 def marker(host, path):
