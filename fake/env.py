@@ -7,8 +7,6 @@ A read looks through these layers, first hit wins (written down once, here):
 2. ``settings()`` blocks entered outside any host;
 3. ``--set KEY=VALUE`` from the command line;
 4. the keys of this host's selected roles in ``env.roledefs``, merged in ``-R`` order;
-   then those of the roles a task's ``@roles`` or ``execute(roles=...)`` names,
-   for that task (or flow) only;
 5. values set by the fabfile (and anything else at import time);
 6. defaults registered by libraries such as ``fake.tasks.deploy``.
 
@@ -21,10 +19,9 @@ from contextvars import ContextVar
 
 from .exceptions import ConfigError, MissingSetting
 
-__all__ = ["Env", "CallableEnv", "HostScope", "settings", "role_overlay"]
+__all__ = ["Env", "CallableEnv", "HostScope", "settings"]
 
 _scope = ContextVar("fake_host_scope", default=None)
-_call_roles = ContextVar("fake_call_roles", default=None)  # layer 4's second half: one call's roles
 _MISSING = object()
 
 
@@ -51,16 +48,6 @@ def host_scope(scope):
         _scope.reset(token)
 
 
-@contextmanager
-def role_overlay(values):
-    """Role values of the running call (from ``@roles``/``execute(roles=)``), below the ``-R`` ones."""
-    token = _call_roles.set(values or None)
-    try:
-        yield
-    finally:
-        _call_roles.reset(token)
-
-
 class Env:
     """Attribute- and item-style access to the layered settings."""
 
@@ -79,9 +66,6 @@ class Env:
         yield self._overrides
         if scope is not None:
             yield scope.role_values
-            extra = _call_roles.get()
-            if extra:
-                yield extra
         yield self._global
         yield self._defaults
 

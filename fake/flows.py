@@ -13,7 +13,7 @@ belong to that flow, not to the run: see :attr:`FlowSteps.shared`.
 import time
 from contextvars import ContextVar
 
-from .env import host_scope, role_overlay
+from .env import host_scope
 from .exceptions import FakeError, StepFailed, on_host
 from .output import console
 from .registry import FlowCall
@@ -86,10 +86,9 @@ class FlowSteps:
             if not isinstance(call, FlowCall):
                 continue
             checks = self.registry.preflight_checks(call.task)
-            roles = self.call_roles(call)
             for host in hosts or [None]:
                 scope = self.scope(host) if host else None
-                with host_scope(scope), role_overlay(self.role_values(host, roles)):
+                with host_scope(scope):
                     try:
                         task = call.task
                         task.body(None, **call.kwargs) if task.takes_context else task.body(**call.kwargs)
@@ -107,9 +106,7 @@ class FlowSteps:
         if self.dry_run:
             return self.plan_flow(fcall, hosts)
         failure = None
-        # once()/record() values are per flow; roles from execute(roles=) hold for all of its steps
-        roles = self.call_roles(fcall)
-        token = flow_state.set((self, {"hosts": list(hosts), "flow": fcall, "roles": roles}))
+        token = flow_state.set((self, {"hosts": list(hosts), "flow": fcall}))  # once()/record() values are per flow
         try:
             for i, (stage, group) in enumerate(fcall.body):
                 self.shared["stage"] = stage
@@ -149,13 +146,12 @@ class FlowSteps:
         console().write(render_tree(self.registry, fcall.task.name, indent="  "))
         if planner is None or not hosts:
             return {}
-        roles = self.call_roles(fcall)
-        token = flow_state.set((self, {"roles": roles}))
+        token = flow_state.set((self, {}))
         try:
             probe, plan = planner
 
             def read(host):
-                with host_scope(self.scope(host)), role_overlay(self.role_values(host, roles)):
+                with host_scope(self.scope(host)):
                     return probe()
 
             states, failures, _ = self._parallel(hosts, lambda h: (self.connect(h), read(h))[1])

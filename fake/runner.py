@@ -19,7 +19,7 @@ import fabric
 import invoke
 
 from . import roles as rolelib
-from .env import CallableEnv, HostScope, current_scope, flag, host_scope, number, role_overlay
+from .env import CallableEnv, HostScope, current_scope, flag, host_scope, number
 from .exceptions import FakeError, Interrupted, StepFailed, TaskFailed, on_host
 from .flows import FlowSteps, flow_state
 from .registry import FlowCall
@@ -104,34 +104,22 @@ class Run(FlowSteps):
             self.notes.setdefault(host, []).append(text)
 
     # -- hosts -------------------------------------------------------------
-    def scope(self, host):
-        """The host's env layer for this invocation (its ``-R`` roles' values included)."""
+    def scope(self, host, roles=()):
+        """The host's env layer; ``roles`` (from execute() or @roles) add
+        their values below those of the ``-R`` roles."""
         with self._lock:
             if host not in self.scopes:
                 self.scopes[host] = self._new_scope(host)
-            return self.scopes[host]
-
-    def role_values(self, host, roles):
-        """Values of ``roles`` (a task's ``@roles``, ``execute(roles=)``) for ``host``, beyond its ``-R`` roles.
-
-        They apply to one call or flow (see env.role_overlay), so a later
-        task on the host never sees another task's roles.
-        """
-        if not roles or not host:
-            return None
-        scope = self.scope(host)
-        extra = [r for r in roles if r not in scope.merged_roles]
-        if not extra:
-            return None
-        raw = rolelib.role_values(self.env.get("roledefs") or {}, host, extra)
-        with host_scope(scope):
-            return {k: (v() if callable(v) else v) for k, v in raw.items()}
-
-    def call_roles(self, call):
-        """The roles a call runs under: its task's ``@roles`` and those of the flow or execute() around it."""
-        roles = list(getattr(call, "roles", None) or ()) + list(self.shared.get("roles") or ())
-        roles += [r for r in (getattr(call.task, "roles", None) or ()) if r not in roles]
-        return roles
+            scope = self.scopes[host]
+            extra = [r for r in roles if r not in scope.merged_roles]
+            if extra:
+                scope.merged_roles.extend(extra)
+                roledefs = self.env.get("roledefs") or {}
+                raw = rolelib.role_values(roledefs, host, extra)
+                with host_scope(scope):
+                    for key, value in raw.items():
+                        scope.role_values.setdefault(key, value() if callable(value) else value)
+            return scope
 
     def _new_scope(self, host):
         roledefs = self.env.get("roledefs") or {}
@@ -193,6 +181,8 @@ class Run(FlowSteps):
             roledefs = self.env.get("roledefs") or {}
             pool = hosts or rolelib.resolve(None, wanted, roledefs)
             hosts = [h for h in pool if set(rolelib.host_roles(roledefs, h)) & set(wanted)]
+            for host in hosts:
+                self.scope(host, roles=wanted)
         if getattr(task, "runs_once", False):
             with self._lock:  # execute() may ask from several host threads at once
                 if task.name in self.once_done:
@@ -250,7 +240,7 @@ class Run(FlowSteps):
         conn = self.connect(host)
         scope = self.scope(host)
         started = time.monotonic()
-        with host_scope(scope), role_overlay(self.role_values(host, self.call_roles(call))):
+        with host_scope(scope):
             try:
                 if self.dry_run and not getattr(call.task, "readonly", False):
                     console().host_lines(host, [f"would run {call.name}"])
@@ -365,8 +355,8 @@ def execute(task, *args, hosts=None, roles=None, **kwargs):
             targets = run.hosts
         else:
             targets = rolelib.resolve(hosts, roles, run.env.get("roledefs") or {})
-            for call in calls:
-                call.roles = rolelib.split_names(roles) if roles else []
+            for host in targets:
+                run.scope(host, roles=rolelib.split_names(roles))
         return run.run_calls(calls, targets)
     finally:
         if own:

@@ -23,10 +23,9 @@ def _plan_probe():
 
 
 def _in_scope(host, fn):
-    from ..env import host_scope, role_overlay
+    from ..env import host_scope
 
-    run = current_run()
-    with host_scope(run.scope(host)), role_overlay(run.role_values(host, run.shared.get("roles"))):
+    with host_scope(current_run().scope(host)):
         return fn()
 
 

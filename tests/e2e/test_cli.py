@@ -468,39 +468,3 @@ def test_fake_error_while_loading_the_fabfile_is_one_line(fab, project):
     proc = fab(["--list"])
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, explain(proc)
     assert "could not load the fabfile: setting env.deploy_path is required but not set" in proc.stderr
-
-
-def test_values_of_a_tasks_roles_stay_with_that_task(fab, project, fleet3):
-    """@roles and execute(roles=) bring their roles' values for that task only, never for later ones."""
-    write(project, '''
-        from fake.api import env, execute, roles, task
-
-        env.roledefs = {
-            'web': {'hosts': ['web1'], 'colour': 'blue'},
-            'db': {'hosts': ['web1', 'db1'], 'dbname': 'main', 'colour': 'red'},
-        }
-
-        @task
-        @roles('db')
-        def dbtask():
-            print("in-db %s dbname=%s colour=%s" % (env.host_string, env.get('dbname'), env.get('colour')))
-
-        @task
-        def later():
-            print("later %s dbname=%s colour=%s" % (env.host_string, env.get('dbname'), env.get('colour')))
-
-        @task
-        def ship():
-            execute('dbtask', roles=['db'])
-            print("after-execute %s dbname=%s" % (env.host_string, env.get('dbname')))
-    ''')
-    proc = fab(["-R", "web", "dbtask", "later"], fleet=fleet3)
-    assert proc.returncode == 0, explain(proc)
-    # -R web wins where both roles set a key; db's own keys apply inside the db task only
-    assert proc.stdout.splitlines() == ["in-db web1 dbname=main colour=blue",
-                                        "later web1 dbname=None colour=blue"], explain(proc)
-    proc = fab(["-H", "web1", "ship", "later"], fleet=fleet3)
-    assert proc.returncode == 0, explain(proc)
-    lines = proc.stdout.splitlines()
-    assert "in-db web1 dbname=main colour=red" in lines, explain(proc)
-    assert "after-execute web1 dbname=None" in lines and "later web1 dbname=None colour=None" in lines, explain(proc)
