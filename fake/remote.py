@@ -215,7 +215,12 @@ def _run_env(target):
 
 def _exec_ssh(conn, command, timeout, before_exec, on_line, stdin=None):
     source = _open_stdin(stdin)  # before the channel: a missing file is the controller's error
-    chan = conn.create_session(timeout=timeout or None)
+    try:
+        chan = conn.create_session(timeout=timeout or None)
+    except BaseException:
+        if source is not None:
+            source.close()
+        raise
     sender = None
     try:
         if before_exec is not None:

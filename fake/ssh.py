@@ -17,7 +17,7 @@ import paramiko.agent
 from fabric import Connection
 
 from .exceptions import ConnectError
-from .remote import LOCAL, HostCommands
+from .remote import LOCAL, HostCommands, _TimedOut
 
 __all__ = ["HostConnection", "LocalTarget", "open_target", "check_host_keys", "describe_connect_error"]
 
@@ -39,7 +39,9 @@ class HostConnection(HostCommands, Connection):
         started = time.monotonic()
         channel = spare.take(timeout) if spare is not None else None
         if channel is None:
-            left = None if timeout is None else max(0.001, timeout - (time.monotonic() - started))
+            left = None if timeout is None else timeout - (time.monotonic() - started)
+            if left is not None and left <= 0:
+                raise _TimedOut()  # reported as the command's timeout
             channel = self.transport.open_session(timeout=left)
         self.open_spare()
         if self.forward_agent:

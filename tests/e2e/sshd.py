@@ -183,7 +183,7 @@ class Host:
             if self.proc.poll() is not None:
                 tail = _tail(self.log_path)
                 if "Address already in use" in tail:
-                    raise _PortTaken(self.port)
+                    raise _PortTaken(f"sshd for {self.name}: port {self.port} was taken before it could bind it")
                 raise RuntimeError(
                     f"sshd for {self.name} exited with {self.proc.returncode};"
                     f" log tail:\n{tail}"
@@ -299,7 +299,8 @@ class Fleet:
                     # take another and start this host again.
                     if attempt == 3:
                         raise
-                    host.port = _free_ports(1)[0]
+                    taken = {h.port for h in self.hosts}
+                    host.port = next(p for p in _free_ports(len(taken) + 1) if p not in taken)
                     self._write_sshd_config(host)
                     host.log_path.write_bytes(b"")  # the next check reads this start's lines only
                     host._spawn(pw.pw_uid, pw.pw_gid)
@@ -469,8 +470,8 @@ def _keygen(path):
     )
 
 
-class _PortTaken(Exception):
-    pass
+class _PortTaken(RuntimeError):
+    """sshd could not bind the port chosen for it (callers retrying on RuntimeError see it too)."""
 
 
 # Below the kernel's ephemeral range (32768+ by default), where this
