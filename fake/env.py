@@ -7,6 +7,8 @@ A read looks through these layers, first hit wins (written down once, here):
 2. ``settings()`` blocks entered outside any host;
 3. ``--set KEY=VALUE`` from the command line;
 4. the keys of this host's selected roles in ``env.roledefs``, merged in ``-R`` order;
+   then those of the roles a task's ``@roles`` or ``execute(roles=...)`` names,
+   for that task (or flow) only;
 5. values set by the fabfile (and anything else at import time);
 6. defaults registered by libraries such as ``fake.tasks.deploy``.
 
@@ -19,9 +21,11 @@ from contextvars import ContextVar
 
 from .exceptions import ConfigError, MissingSetting
 
-__all__ = ["Env", "CallableEnv", "HostScope", "settings"]
+__all__ = ["Env", "CallableEnv", "HostScope", "settings", "role_overlay", "overlay_roles"]
 
 _scope = ContextVar("fake_host_scope", default=None)
+# Layer 4's second half: (role names, their values) of the running call.
+_call_roles = ContextVar("fake_call_roles", default=None)
 _MISSING = object()
 
 
@@ -48,6 +52,22 @@ def host_scope(scope):
         _scope.reset(token)
 
 
+@contextmanager
+def role_overlay(names, values):
+    """The roles of the running call (``@roles``, ``execute(roles=)``) and their values, below ``-R``'s."""
+    token = _call_roles.set((tuple(names or ()), dict(values or {})))
+    try:
+        yield
+    finally:
+        _call_roles.reset(token)
+
+
+def overlay_roles():
+    """Names of the roles the running call added (inherited by what it runs inline)."""
+    state = _call_roles.get()
+    return state[0] if state else ()
+
+
 class Env:
     """Attribute- and item-style access to the layered settings."""
 
@@ -66,6 +86,9 @@ class Env:
         yield self._overrides
         if scope is not None:
             yield scope.role_values
+            extra = _call_roles.get()
+            if extra and extra[1]:
+                yield extra[1]
         yield self._global
         yield self._defaults
 

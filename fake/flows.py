@@ -13,7 +13,7 @@ belong to that flow, not to the run: see :attr:`FlowSteps.shared`.
 import time
 from contextvars import ContextVar
 
-from .env import host_scope
+from .env import host_scope, role_overlay
 from .exceptions import FakeError, StepFailed, on_host
 from .output import console
 from .registry import FlowCall
@@ -75,7 +75,7 @@ class FlowSteps:
                 self.shared[key] = compute()
             return self.shared[key]
 
-    def preflight(self, calls, hosts):
+    def preflight(self, calls, hosts, outer=()):
         """Flow bodies and checks, per host in its env, before any connection.
 
         Runs for every flow of the command line before connecting (so a
@@ -86,9 +86,14 @@ class FlowSteps:
             if not isinstance(call, FlowCall):
                 continue
             checks = self.registry.preflight_checks(call.task)
+            roles = self.call_roles(call, outer)
             for host in hosts or [None]:
                 scope = self.scope(host) if host else None
-                with host_scope(scope):
+                try:
+                    values = self.role_values(host, roles)
+                except FakeError as e:
+                    raise on_host(host, e) from e
+                with host_scope(scope), role_overlay(roles, values):
                     try:
                         task = call.task
                         task.body(None, **call.kwargs) if task.takes_context else task.body(**call.kwargs)
@@ -97,7 +102,7 @@ class FlowSteps:
                     except FakeError as e:
                         raise on_host(host, e) from e
             for _, group in call.body:
-                self.preflight(group, hosts)
+                self.preflight(group, hosts, roles)
 
     def run_flow(self, fcall, hosts):
         """Run a flow's steps stage by stage; on failure clean up where reached."""
@@ -106,7 +111,9 @@ class FlowSteps:
         if self.dry_run:
             return self.plan_flow(fcall, hosts)
         failure = None
-        token = flow_state.set((self, {"hosts": list(hosts), "flow": fcall}))  # once()/record() values are per flow
+        # once()/record() values are per flow; roles from execute(roles=) hold for all of its steps
+        roles = self.call_roles(fcall)
+        token = flow_state.set((self, {"hosts": list(hosts), "flow": fcall, "roles": roles}))
         try:
             for i, (stage, group) in enumerate(fcall.body):
                 self.shared["stage"] = stage
@@ -146,15 +153,17 @@ class FlowSteps:
         console().write(render_tree(self.registry, fcall.task.name, indent="  "))
         if planner is None or not hosts:
             return {}
-        token = flow_state.set((self, {}))
+        roles = self.call_roles(fcall)
+        token = flow_state.set((self, {"roles": roles}))
         try:
             probe, plan = planner
 
             def read(host):
-                with host_scope(self.scope(host)):
+                with host_scope(self.scope(host)), role_overlay(roles, self.role_values(host, roles)):
+                    self.connect(host)
                     return probe()
 
-            states, failures, _ = self._parallel(hosts, lambda h: (self.connect(h), read(h))[1])
+            states, failures, _ = self._parallel(hosts, read)
             for host, err in failures.items():
                 self.outcome[host] = err
             if failures:

@@ -10,6 +10,7 @@ A Run holds the invocation's hosts, their env scopes and their one pooled
 connection each, and runs each call on its hosts in parallel threads.
 """
 
+import contextvars
 import threading
 import time
 import traceback
@@ -19,8 +20,8 @@ import fabric
 import invoke
 
 from . import roles as rolelib
-from .env import CallableEnv, HostScope, current_scope, flag, host_scope, number
-from .exceptions import FakeError, Interrupted, StepFailed, TaskFailed, on_host
+from .env import CallableEnv, HostScope, current_scope, flag, host_scope, number, overlay_roles, role_overlay
+from .exceptions import ConfigError, FakeError, Interrupted, StepFailed, TaskFailed, on_host
 from .flows import FlowSteps, flow_state
 from .registry import FlowCall
 from .output import NORMAL, QUIET, console
@@ -104,28 +105,57 @@ class Run(FlowSteps):
             self.notes.setdefault(host, []).append(text)
 
     # -- hosts -------------------------------------------------------------
-    def scope(self, host, roles=()):
-        """The host's env layer; ``roles`` (from execute() or @roles) add
-        their values below those of the ``-R`` roles."""
+    def scope(self, host):
+        """The host's env layer for this invocation (its ``-R`` roles' values included)."""
         with self._lock:
             if host not in self.scopes:
                 self.scopes[host] = self._new_scope(host)
-            scope = self.scopes[host]
-            extra = [r for r in roles if r not in scope.merged_roles]
-            if extra:
-                scope.merged_roles.extend(extra)
-                roledefs = self.env.get("roledefs") or {}
-                raw = rolelib.role_values(roledefs, host, extra)
-                with host_scope(scope):
-                    for key, value in raw.items():
-                        scope.role_values.setdefault(key, value() if callable(value) else value)
-            return scope
+            return self.scopes[host]
+
+    def role_values(self, host, roles):
+        """Values of ``roles`` for ``host`` beyond its ``-R`` roles (later roles win), once per host and set.
+
+        They apply to one call or flow only (env.role_overlay), so a later
+        task on the host never sees another task's roles; a callable value
+        is evaluated once, like those of the ``-R`` roles.
+        """
+        if not roles or not host:
+            return {}
+        scope = self.scope(host)
+        extra = tuple(r for r in roles if r not in scope.merged_roles)
+        if not extra:
+            return {}
+        with scope.role_lock:  # one evaluation per host and role set, even from concurrent calls
+            if extra not in scope.role_cache:
+                raw = rolelib.role_values(self.env.get("roledefs") or {}, host, extra)
+                scope.role_cache[extra] = _evaluate(raw, host, extra, self._bare_scope(host, scope))
+            return scope.role_cache[extra]
+
+    def _bare_scope(self, host, scope):
+        """A scope with only the host's own keys and ``-R`` values, to evaluate role callables in."""
+        bare = HostScope(host, role_values=scope.role_values)
+        bare.values.update({k: scope.values[k] for k in ("host", "host_string", "host_roles") if k in scope.values})
+        return bare
+
+    def call_roles(self, call, outer=()):
+        """The roles a call runs under, weakest first: the caller's, the flow's, the task's ``@roles``,
+        then ``execute(roles=)``'s. A name keeps its last (strongest) place."""
+        names = [*overlay_roles(), *(getattr(call, "inherited_roles", None) or ()), *outer,
+                 *(self.shared.get("roles") or ()),
+                 *(getattr(call.task, "roles", None) or ()), *(getattr(call, "roles", None) or ())]
+        kept = []
+        for name in reversed(names):
+            if name not in kept:
+                kept.append(name)
+        return kept[::-1]
 
     def _new_scope(self, host):
         roledefs = self.env.get("roledefs") or {}
         scope = HostScope(host)
         scope.connection = None
         scope.merged_roles = list(self.selected_roles)
+        scope.role_cache = {}  # extra roles (a tuple) -> their values on this host
+        scope.role_lock = threading.Lock()
         scope.values.update(
             host=split_host(host)[1] if host else None,
             host_string=host,
@@ -181,8 +211,6 @@ class Run(FlowSteps):
             roledefs = self.env.get("roledefs") or {}
             pool = hosts or rolelib.resolve(None, wanted, roledefs)
             hosts = [h for h in pool if set(rolelib.host_roles(roledefs, h)) & set(wanted)]
-            for host in hosts:
-                self.scope(host, roles=wanted)
         if getattr(task, "runs_once", False):
             with self._lock:  # execute() may ask from several host threads at once
                 if task.name in self.once_done:
@@ -237,10 +265,17 @@ class Run(FlowSteps):
             raise TaskFailed(None, call.name, e) from e
 
     def _call_on(self, call, host):
-        conn = self.connect(host)
         scope = self.scope(host)
         started = time.monotonic()
-        with host_scope(scope):
+        try:
+            roles = self.call_roles(call)
+            values = self.role_values(host, roles)
+        except FakeError as e:
+            raise on_host(host, e) from e
+        # The overlay is on before connecting: a first connection takes the
+        # user, port and key of the call's roles too.
+        with host_scope(scope), role_overlay(roles, values):
+            conn = self.connect(host)
             try:
                 if self.dry_run and not getattr(call.task, "readonly", False):
                     console().host_lines(host, [f"would run {call.name}"])
@@ -355,12 +390,31 @@ def execute(task, *args, hosts=None, roles=None, **kwargs):
             targets = run.hosts
         else:
             targets = rolelib.resolve(hosts, roles, run.env.get("roledefs") or {})
-            for host in targets:
-                run.scope(host, roles=rolelib.split_names(roles))
+        # The steps run in other threads: the calls carry the caller's roles, then these.
+        inherited = list(overlay_roles())
+        for call in calls:
+            call.inherited_roles = inherited
+            call.roles = rolelib.split_names(roles) if roles else []
         return run.run_calls(calls, targets)
     finally:
         if own:
             run.close()
+
+
+def _evaluate(raw, host, roles, bare):
+    """Role values with callables called once, in a clean context (no caller's settings or roles)."""
+
+    def run():
+        with host_scope(bare):
+            return {k: (v() if callable(v) else v) for k, v in raw.items()}
+
+    try:
+        return contextvars.Context().run(run)
+    except FakeError:
+        raise
+    except Exception as e:
+        raise ConfigError(f"a value of role {', '.join(roles)} in env.roledefs failed on {host}: "
+                          f"{type(e).__name__}: {e}") from e
 
 
 def _bind_args(call, args):
@@ -373,13 +427,16 @@ def _inline(run, calls, scope):
     host = scope.host
     result = None
     for call in calls:
+        roles = run.call_roles(call)  # the calling task's roles, and this one's
         if isinstance(call, FlowCall):
+            call.roles = roles  # its steps run in other threads: the flow carries them
             result = run.run_flow(call, [host])[host]
             continue
         if run.targets(call.task, [host]) in (None, []):
             continue
         try:
-            result = call.task(scope.connection, **call.kwargs)
+            with role_overlay(roles, run.role_values(host, roles)):
+                result = call.task(scope.connection, **call.kwargs)
         except FakeError as e:
             raise on_host(host, e) from e
         except Exception as e:

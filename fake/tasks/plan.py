@@ -23,9 +23,11 @@ def _plan_probe():
 
 
 def _in_scope(host, fn):
-    from ..env import host_scope
+    from ..env import host_scope, role_overlay
 
-    with host_scope(current_run().scope(host)):
+    run = current_run()
+    roles = run.shared.get("roles") or ()
+    with host_scope(run.scope(host)), role_overlay(roles, run.role_values(host, roles)):
         return fn()
 
 

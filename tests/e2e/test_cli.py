@@ -468,3 +468,117 @@ def test_fake_error_while_loading_the_fabfile_is_one_line(fab, project):
     proc = fab(["--list"])
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, explain(proc)
     assert "could not load the fabfile: setting env.deploy_path is required but not set" in proc.stderr
+
+
+def test_values_of_a_tasks_roles_stay_with_that_task(fab, project, fleet3):
+    """@roles and execute(roles=) bring their roles' values for that task only, never for later ones."""
+    write(project, '''
+        from fake.api import env, execute, roles, task
+
+        env.roledefs = {
+            'web': {'hosts': ['web1'], 'colour': 'blue'},
+            'db': {'hosts': ['web1', 'db1'], 'dbname': 'main', 'colour': 'red'},
+        }
+
+        @task
+        @roles('db')
+        def dbtask():
+            print("in-db %s dbname=%s colour=%s" % (env.host_string, env.get('dbname'), env.get('colour')))
+
+        @task
+        def later():
+            print("later %s dbname=%s colour=%s" % (env.host_string, env.get('dbname'), env.get('colour')))
+
+        @task
+        def ship():
+            execute('dbtask', roles=['db'])
+            print("after-execute %s dbname=%s" % (env.host_string, env.get('dbname')))
+    ''')
+    proc = fab(["-R", "web", "dbtask", "later"], fleet=fleet3)
+    assert proc.returncode == 0, explain(proc)
+    # -R web wins where both roles set a key; db's own keys apply inside the db task only
+    assert proc.stdout.splitlines() == ["in-db web1 dbname=main colour=blue",
+                                        "later web1 dbname=None colour=blue"], explain(proc)
+    proc = fab(["-H", "web1", "ship", "later"], fleet=fleet3)
+    assert proc.returncode == 0, explain(proc)
+    lines = proc.stdout.splitlines()
+    assert "in-db web1 dbname=main colour=red" in lines, explain(proc)
+    assert "after-execute web1 dbname=None" in lines and "later web1 dbname=None colour=None" in lines, explain(proc)
+
+
+def test_an_inlined_task_and_flow_keep_the_roles_they_are_called_under(fab, project, fleet3):
+    """execute() inside a task runs inline: a task's own @roles, and the caller's roles, still apply."""
+    write(project, '''
+        from fake.api import env, execute, roles, task
+
+        env.roledefs = {'db': {'hosts': ['web1'], 'dbname': 'main'}, 'web': {'hosts': ['web1']}}
+
+        @task
+        @roles('db')
+        def dbtask():
+            print("dbtask dbname=%s" % env.get('dbname'))
+
+        @task
+        def caller():
+            execute('dbtask')
+
+        @task
+        @roles('db')
+        def outer():
+            execute('plain')
+
+        @task
+        def plain():
+            print("plain dbname=%s" % env.get('dbname'))
+    ''')
+    proc = fab(["-R", "web", "caller", "outer", "plain"], fleet=fleet3)
+    assert proc.returncode == 0, explain(proc)
+    assert proc.stdout.splitlines() == ["dbtask dbname=main", "plain dbname=main", "plain dbname=None"], explain(proc)
+
+
+def test_a_callers_roles_reach_tasks_it_runs_on_other_hosts_and_role_functions_run_once(fab, project, fleet3):
+    write(project, '''
+        import itertools
+        from fake.api import env, execute, roles, task
+
+        counter = itertools.count(1)
+        env.roledefs = {'staging': {'hosts': ['web1', 'web2'], 'branch': 'staging', 'n': lambda: next(counter)}}
+
+        @task
+        @roles('staging')
+        def ship():
+            execute('plain', hosts=['web2'])
+
+        @task
+        def plain():
+            print("plain on %s branch=%s n=%s" % (env.host_string, env.get('branch'), env.get('n')))
+
+        @task
+        @roles('staging')
+        def again():
+            print("again on %s n=%s" % (env.host_string, env.get('n')))
+    ''')
+    proc = fab(["-H", "web1", "ship", "again"], fleet=fleet3)
+    assert proc.returncode == 0, explain(proc)
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("plain on web2 branch=staging n="), explain(proc)
+    # web1's staging values were evaluated once, when ship ran; again reuses them
+    n_ship_web1 = [ln for ln in lines if ln.startswith("again on web1")]
+    assert n_ship_web1 == ["again on web1 n=1"], explain(proc)
+
+
+def test_a_failing_role_function_is_one_line_naming_the_role_and_host(fab, project, fleet3):
+    write(project, '''
+        from fake.api import env, roles, task
+
+        env.roledefs = {'bad': {'hosts': ['web1'], 'x': lambda: 1 / 0}, 'web': {'hosts': ['web1']}}
+
+        @task
+        @roles('bad')
+        def t():
+            print("ran")
+    ''')
+    proc = fab(["-R", "web", "t"], fleet=fleet3)
+    assert proc.returncode != 0, explain(proc)
+    assert "Traceback" not in proc.stderr and "ran" not in proc.stdout, explain(proc)
+    assert re.search(r"web1.*role bad.*ZeroDivisionError", proc.stderr), explain(proc)

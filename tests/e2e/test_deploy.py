@@ -447,3 +447,37 @@ def test_the_lock_is_held_through_fabfile_hooks_after_finishing(app, fab, projec
     assert set(counts.values()) == {4}, counts  # the finish command releases the lock
     proc, counts = run_counting("rollback")
     assert set(counts.values()) == {3}, counts  # probe, switch, archive (which releases the lock)
+
+
+def test_execute_deploy_with_roles_uses_those_roles_values_in_every_stage(app, fab, repo):
+    """execute('deploy', roles=['staging']) deploys staging's branch; a later task sees no staging values."""
+    commit(repo, {"app.py": "print('staging only')\n"}, "staging change", branch="staging")
+    fleet = app(extra="""
+        from fake.api import execute
+
+        @task
+        def ship():
+            execute('deploy', roles=['staging'])
+            print("branch after ship: %s" % env.get('branch'))
+    """)
+    proc = ok(fab(["ship"], fleet=fleet))
+    staging = sha_of(repo, "staging")
+    assert staging != sha_of(repo, "master")
+    for host in fleet.hosts:
+        assert host.sh(f"cat {APP}/current/REVISION").strip() == staging, host.name
+    assert "branch after ship: None" in proc.stdout, explain(proc)
+
+
+def test_a_flow_run_inline_from_a_task_with_roles_uses_those_roles(app, fab, repo):
+    """@roles('staging') on a task that calls execute('deploy'): every stage sees staging's branch."""
+    commit(repo, {"app.py": "print('staging only')\n"}, "staging change", branch="staging")
+    fleet = app(extra="""
+        from fake.api import execute, roles
+
+        @task
+        @roles('staging')
+        def ship():
+            execute('deploy')
+    """)
+    ok(fab(["-H", "web1", "ship"], fleet=fleet))
+    assert fleet["web1"].sh(f"cat {APP}/current/REVISION").strip() == sha_of(repo, "staging")
