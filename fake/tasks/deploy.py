@@ -231,8 +231,8 @@ def _symlink():
 def _finish():
     state = facts()
     name, sha, ref = env.release_name, env.fake_revision, env.fake_ref or ""
-    what = strategy(cenv.get("scm")).describe(ref, cenv.get("branch"))
-    line = f"{what} (at {sha}) deployed as release {name} by {user()}"
+    scm = strategy(cenv.get("scm"))
+    line = f"{scm.describe(ref, cenv.get('branch'))} (at {sha}) deployed as release {name} by {user()}"
     lives = {st.live for st in current_run().collect("fake_state").values()} | {name}
     doomed = [n for n in releases_to_remove(set(state.releases) | {name}, cenv.get("keep_releases"), name)
               if n not in lives]
@@ -241,7 +241,6 @@ def _finish():
     log_line(script, "log revision", line)
     if doomed:
         script.argv("remove old releases", "rm", "-rf", "--", *[release_path(n) for n in doomed])
-    scm = strategy(cenv.get("scm"))
     scm.housekeeping(script, repo_path())
     unlocks = _unlock_if_last(script)
     result = remote(script.render(), "deploy:finish")

@@ -111,10 +111,10 @@ def probe_script(lock_info=None, scm=None, with_log=False):
         lines.append(f"if [ -f {d}/revisions.log ]; then fake_log=$(tail -n 500 {d}/revisions.log); "
                      f"{block('log', 'fake_log')}; fi")
     if scm is not None:
-        for _, path in linked_paths():
-            if path in [p for k, p in linked_paths() if k == "linked_files"]:
-                target = quote(posixpath.join(shared_path(), path))
-                lines.append(f"if [ ! -e {target} ]; then echo missing {quote(path)}; problems=1; fi")
+        files = dict.fromkeys(p for kind, p in linked_paths() if kind == "linked_files")
+        for path in files:
+            target = quote(posixpath.join(shared_path(), path))
+            lines.append(f"if [ ! -e {target} ]; then echo missing {quote(path)}; problems=1; fi")
         lines.append(scm.probe(cenv.get("repo_url"), cenv.get("branch"), repo_path=repo_path()))
     if lock_info is not None:
         head = quote(json.dumps(lock_info, sort_keys=True)[:-1] + ', "since": ')
@@ -150,11 +150,11 @@ def remote(command, label, gate=None, stdin=None):
     file to stream to the command's standard input.
     """
     conn, host = here()
+    opts = dict(host=host, label=label, timeout=timeout(), stdin=stdin)
     if gate is None:
-        return run_quiet(conn, command, host=host, label=label, timeout=timeout(), stdin=stdin)
+        return run_quiet(conn, command, **opts)
     try:
-        return run_quiet(conn, command, host=host, label=label, timeout=timeout(), stdin=stdin,
-                         before_exec=gate.take, on_line=gate.line)
+        return run_quiet(conn, command, before_exec=gate.take, on_line=gate.line, **opts)
     finally:
         gate.free()
 
