@@ -1,7 +1,7 @@
 """Benchmark Fake against Capistrano on real sshd test hosts.
 
     python bench/run.py [--hosts 1,5,20] [--delays 0,25] [--runs 3]
-                        [--tools fake,capistrano] [--quick] [--keep]
+                        [--tools fake,capistrano,floor] [--quick] [--keep]
 
 For every cell (N hosts, one-way delay D ms) each tool gets its own fresh
 fleet of N sshd hosts (tests/e2e/sshd.py), one warm-up deploy, --runs timed
@@ -11,6 +11,8 @@ logging ForceCommand wrapper, so remote commands are counted exactly; SSH
 connections are counted from sshd's "Accepted publickey" lines.  With D > 0
 clients connect through bench/proxy.py.  Results: a markdown table on stdout
 and in bench/results/latest.md, details in bench/results/latest.json.
+The "floor" tool is Fake with a strategy that does no git work: how much of
+a deploy's time, at each fleet size, is not the code's way onto the hosts.
 
 Needs root (sshd, mount namespaces), like the end-to-end tests.
 """
@@ -42,8 +44,9 @@ SFTP_SERVER = "/usr/lib/openssh/sftp-server"
 CHILD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 RUN_TIMEOUT = 600
 PROXY_NICE = -10
-TOOLS = ("fake", "capistrano")
-LABEL = {"fake": "Fake", "capistrano": "Capistrano"}
+TOOLS = ("fake", "capistrano", "floor")
+COMPARED = ("fake", "capistrano")  # the main table; "floor" is context for the scaling target
+LABEL = {"fake": "Fake", "capistrano": "Capistrano", "floor": "Fake floor"}
 
 # Runs as the login user for every SSH command: one log record, then the command.
 # The wrapper is measurement, not deployment, so it is made as cheap as it can
@@ -198,10 +201,11 @@ class Tool:
 
 class FakeTool(Tool):
     name = "fake"
+    template = "fabfile.py.tmpl"
 
     def setup(self):
         hosts = [h.name for h in self.fleet.hosts]
-        template = string.Template((BENCH / "fake" / "fabfile.py.tmpl").read_text())
+        template = string.Template((BENCH / "fake" / self.template).read_text())
         (self.dir / "fabfile.py").write_text(template.substitute(
             hosts=repr(hosts), repo_url=str(self.repo.path)))
         self.ssh_config = self.fleet.write_ssh_config(self.dir / "ssh_config", ports=self.ports)
@@ -232,7 +236,13 @@ class CapTool(Tool):
         return ["cap", self.stage, {"deploy": "deploy", "rollback": "deploy:rollback"}[action]]
 
 
-TOOL_CLASSES = {"fake": FakeTool, "capistrano": CapTool}
+class FloorTool(FakeTool):
+    """Fake with a strategy that does no work: what the rest of a deploy costs here."""
+    name = "floor"
+    template = "floor.py.tmpl"
+
+
+TOOL_CLASSES = {"fake": FakeTool, "capistrano": CapTool, "floor": FloorTool}
 
 
 # -- hosts --------------------------------------------------------------------------
@@ -436,7 +446,7 @@ def run_cell(n, delay, tools, runs, root, wrapper, repo, samples):
                 status = "ok" if rec["ok"] else "FAILED: " + "; ".join(problems[:2])
                 span = (f"  cmds at {rec['first_cmd_s']:.2f}..{rec['last_cmd_s']:.2f} s"
                         if "first_cmd_s" in rec else "")
-                log(f"  {LABEL[tool]:<10} {kind:<8} {wall:6.2f} s  cmds/host {min(cmds)}-{max(cmds)}  "
+                log(f"  {LABEL[tool]:<11} {kind:<8} {wall:6.2f} s  cmds/host {min(cmds)}-{max(cmds)}  "
                     f"conns/host {min(conns)}-{max(conns)}  {rss / 1024:5.1f} MB  cpu {cpu:4.2f} s{span}  {status}")
                 if kind in ("deploy", "rollback") and tool not in samples.get(kind, {}):
                     first = fleet.hosts[0]
@@ -505,12 +515,13 @@ def fmt_conns(s):
 
 
 def table(cells, tools):
+    tools = [t for t in tools if t in COMPARED]
     head = ["hosts", "D ms"]
     for t in tools:
         L = LABEL[t]
         head += [f"{L} deploy s", f"{L} rollback s", f"{L} cmds/host deploy", f"{L} cmds/host rollback",
                  f"{L} conns/host", f"{L} peak MB"]
-    if set(TOOLS) <= set(tools):
+    if set(COMPARED) <= set(tools):
         head.append("Fake/Cap deploy")
     rows = ["| " + " | ".join(head) + " |", "|" + "---:|" * len(head)]
     for cell in cells:
@@ -525,7 +536,7 @@ def table(cells, tools):
                     fmt_cmds(s.get("deploy_cmds_max"), s.get("deploy_cmds_mean")),
                     fmt_cmds(s.get("rollback_cmds_max"), s.get("rollback_cmds_mean")),
                     fmt_conns(s), f"{s['peak_mb']:.0f}"]
-        if set(TOOLS) <= set(tools):
+        if set(COMPARED) <= set(tools):
             f, c = cell["tools"].get("fake"), cell["tools"].get("capistrano")
             if f and c and f["deploy_ok"] and c["deploy_ok"]:
                 row.append(f"{f['deploy_median_s'] / c['deploy_median_s']:.2f}")
@@ -599,6 +610,28 @@ def targets(cells):
         line(max(peaks) < 80, f"Fake peak memory at 20 hosts < 80 MB: {max(peaks):.1f} MB")
     else:
         line(None, "Fake peak memory at 20 hosts: not measured")
+    return out
+
+
+def floor_lines(cells):
+    """What the floor runs say about the scaling target (context, not a target)."""
+    by = {(c["hosts"], c["delay_ms"]): c["tools"] for c in cells}
+
+    def get(n, d, tool):
+        s = by.get((n, d), {}).get(tool)
+        return s["deploy_median_s"] if s and s["deploy_ok"] else None
+
+    out = []
+    for d in sorted({c["delay_ms"] for c in cells}):
+        f1, f20, fake1, fake20 = get(1, d, "floor"), get(20, d, "floor"), get(1, d, "fake"), get(20, d, "fake")
+        if f1 is None or f20 is None:
+            continue
+        text = (f"D={d}: the floor deploy (no git work on any host) takes {f1:.2f} s on 1 host and {f20:.2f} s"
+                f" on 20, {f20 / f1:.2f} x")
+        if fake1 is not None and fake20 is not None:
+            text += (f"; Fake's real deploy adds {fake1 - f1:+.2f} s on 1 host and {fake20 - f20:+.2f} s on 20"
+                     f" ({fake20 / fake1:.2f} x)")
+        out.append(text)
     return out
 
 
@@ -688,7 +721,8 @@ def main(argv=None):
     parser.add_argument("--hosts", type=int_list, default=[1, 5, 20], help="fleet sizes (default 1,5,20)")
     parser.add_argument("--delays", type=int_list, default=[0, 25], help="one-way delays in ms (default 0,25)")
     parser.add_argument("--runs", type=int, default=3, help="timed deploys per cell and tool (default 3)")
-    parser.add_argument("--tools", default="fake,capistrano", help="fake,capistrano (default both)")
+    parser.add_argument("--tools", default="fake,capistrano,floor",
+                        help="fake,capistrano,floor (default all; floor is Fake with no git work)")
     parser.add_argument("--quick", action="store_true", help="hosts 1,5, delays 0,25, 2 runs")
     parser.add_argument("--out", type=Path, default=BENCH / "results", help="results directory")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, fleets' files)")
@@ -699,7 +733,7 @@ def main(argv=None):
     unknown = set(tools) - set(TOOLS)
     if unknown or not tools:
         parser.error(f"--tools takes {','.join(TOOLS)}; got {args.tools!r}")
-    tools = [t for t in TOOLS if t in tools]  # always fake first, then cap
+    tools = [t for t in TOOLS if t in tools]  # always fake first, then cap, then the floor
     if args.runs < 1:
         parser.error("--runs must be >= 1")
     if os.geteuid() != 0:
@@ -759,6 +793,14 @@ def main(argv=None):
         md += ["Targets for Fake:", ""]
         md += [f"- {'PASS' if ok else ('n/a ' if ok is None else 'FAIL')} {text}" for ok, text in goals]
         md.append("")
+    floor = floor_lines(cells)
+    if floor:
+        md += ["The floor, for the scaling target: Fake's deploy with a strategy that does no work"
+               " (`bench/fake/floor.py.tmpl`: no fetch, no export; the same probe, lock, links, switch and"
+               " clean-up). Every host shares this machine's cores, so this is the least a 20-host deploy"
+               " costs here:", ""]
+        md += [f"- {text}" for text in floor]
+        md.append("")
     failures = [(c["hosts"], c["delay_ms"], t, r) for c in cells for t in tools for r in c["runs"][t] if not r["ok"]]
     if failures:
         md += ["Failed runs:", ""]
@@ -773,7 +815,7 @@ def main(argv=None):
     result = {"argv": argv if argv is not None else sys.argv[1:], "machine": info, "total_s": round(total, 1),
               "sample_repo": {"files": repo.nfiles, "bytes": repo.size}, "runs_per_cell": args.runs,
               "delay_checks": delay_checks, "cells": cells,
-              "targets": [{"ok": ok, "text": text} for ok, text in goals],
+              "targets": [{"ok": ok, "text": text} for ok, text in goals], "floor": floor,
               "command_samples": samples}
     (args.out / "latest.json").write_text(compact_json(result) + "\n")
     return 0 if not failures else 1
