@@ -168,9 +168,9 @@ def run_quiet(target, command, *, host=None, label=None, timeout=None, before_ex
             exited, out, err = _exec_ssh(target, command, timeout, before_exec, on_line, stdin)
         else:
             exited, out, err = _exec_local(target, command, timeout, before_exec, on_line, stdin)
-    except _TimedOut:
+    except _TimedOut as e:
         _log(host, command, "timeout", started, None)
-        raise HostCommandError(host, label or command, "-", f"timed out after {timeout}s") from None
+        raise HostCommandError(host, label or command, "-", str(e) or f"timed out after {timeout}s") from None
     except (OSError, EOFError, paramiko.SSHException) as e:
         _log(host, command, "lost", started, None)
         raise ConnectError(host, f"connection lost while running {label or command!r}: {e}") from e
@@ -207,6 +207,31 @@ def _left(deadline):
     return left
 
 
+class _Deadline:
+    """``timeout`` counted from the later of the start and the input's last progress.
+
+    An upload on a slow link may take longer than any command should, so
+    while a command's input is still going out only a stall of ``timeout``
+    fails it; once all of it is sent, the command has ``timeout`` more.
+    """
+
+    def __init__(self, timeout, sender=None):
+        self.timeout, self.sender = timeout, sender
+        self.start = time.monotonic()
+
+    def left(self):
+        if not self.timeout:
+            return None
+        if self.sender is None:
+            return _left(self.start + self.timeout)
+        try:
+            return _left(max(self.start, self.sender.progress) + self.timeout)
+        except _TimedOut:
+            if self.sender.thread.is_alive():
+                raise _TimedOut(f"sending its input made no progress for {self.timeout}s") from None
+            raise
+
+
 def _run_env(target):
     config = getattr(target, "config", None)
     run = getattr(config, "run", None) or {}
@@ -225,7 +250,7 @@ def _exec_ssh(conn, command, timeout, before_exec, on_line, stdin=None):
     try:
         if before_exec is not None:
             before_exec()
-        deadline = time.monotonic() + timeout if timeout else None
+        deadline = _Deadline(timeout)
         env = _run_env(conn)
         if env and conn.inline_ssh_env:
             command = "export " + " ".join(f"{k}={quote(v)}" for k, v in sorted(env.items())) + " && " + command
@@ -236,7 +261,7 @@ def _exec_ssh(conn, command, timeout, before_exec, on_line, stdin=None):
             chan.shutdown_write()
         else:
             # Its own thread, so output is read while the file goes out.
-            sender = _Sender(chan, source)
+            sender = deadline.sender = _Sender(chan, source)
         out, err, lines = bytearray(), bytearray(), _Lines(on_line)
         # A selector, not select(): it takes any fd number, however many hosts are open.
         with selectors.DefaultSelector() as selector:
@@ -247,19 +272,19 @@ def _exec_ssh(conn, command, timeout, before_exec, on_line, stdin=None):
                     data = chan.recv(65536)
                     out += data
                     lines.feed(data)
-                    _left(deadline)  # a command that never stops talking still times out
+                    deadline.left()  # a command that never stops talking still times out
                 while chan.recv_stderr_ready():
                     err += chan.recv_stderr(65536)
-                    _left(deadline)
+                    deadline.left()
                 if chan.closed or chan.eof_received:
                     if not chan.recv_ready() and not chan.recv_stderr_ready():
                         break
                     continue
-                if not selector.select(_left(deadline)):
-                    _left(deadline)
+                # A timeout here is checked again: the input may have moved meanwhile.
+                selector.select(deadline.left())
         lines.close()
-        if not chan.status_event.wait(_left(deadline)):
-            raise _TimedOut()
+        while not chan.status_event.wait(deadline.left()):
+            pass
         exited = chan.recv_exit_status()
         if exited == -1 and not conn.transport.is_active():
             raise EOFError("the connection closed")
@@ -294,6 +319,7 @@ class _Sender:
 
     def __init__(self, chan, source):
         self.chan, self.source, self.error = chan, source, None
+        self.progress = time.monotonic()  # when the last chunk went out (or all of it did)
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
@@ -308,9 +334,11 @@ class _Sender:
                 if not chunk:
                     return
                 self.chan.sendall(chunk)
+                self.progress = time.monotonic()
         except Exception:
             pass  # the channel closed under us: the command's exit says why
         finally:
+            self.progress = time.monotonic()
             try:
                 self.chan.shutdown_write()
             except Exception:

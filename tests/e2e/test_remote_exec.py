@@ -54,3 +54,26 @@ def test_commands_work_when_the_process_has_more_than_1024_files_open(conn):
         for f in held:
             f.close()
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_slow_upload_that_keeps_moving_is_not_timed_out_but_a_stalled_one_is(conn, tmp_path):
+    """command_timeout is for hung commands, not for slow links.
+
+    The host reads 1 MB, then rests 0.3 s, over and over: 8 MB take about 2.5 s,
+    longer than the 1 s timeout, but the input never stops moving for 1 s.
+    """
+    payload = tmp_path / "payload"
+    payload.write_bytes(os.urandom(8 << 20))
+    slow_reader = 'n=0; while [ "$(head -c 1048576 | wc -c)" -gt 0 ]; do n=$((n+1)); sleep 0.3; done; echo "$n"'
+    started = time.monotonic()
+    result = run_quiet(conn, slow_reader, host="web1", stdin=str(payload), timeout=1)
+    assert result.stdout.strip() == "8"
+    assert time.monotonic() - started > 1.5  # it did take longer than the timeout
+    # A host that never reads: the upload stalls once the buffers are full.
+    started = time.monotonic()
+    with pytest.raises(HostCommandError, match=r"web1.*sending its input made no progress for 1s"):
+        run_quiet(conn, "sleep 20", host="web1", stdin=str(payload), timeout=1)
+    assert time.monotonic() - started < 5
+    # Once the input is all sent, the command has the timeout again, counted from then.
+    with pytest.raises(HostCommandError, match=r"web1.*timed out after 1s"):
+        run_quiet(conn, "cat >/dev/null; sleep 20", host="web1", stdin=str(payload), timeout=1)
