@@ -50,6 +50,8 @@ class FlowSteps:
         fabfile hook, say) among them means the flow is not done yet.
         """
         fcall, position = self.shared.get("flow"), self.shared.get("position")
+        if fcall is not None and "cleanup_rest" in self.shared:  # in the failure clean-up or the final calls
+            return [task for call in self.shared["cleanup_rest"] for task in _tasks_of(call)]
         if fcall is None or position is None:
             return None
         i, j = position
@@ -134,7 +136,7 @@ class FlowSteps:
                 if self.aborted:
                     pass  # a second Ctrl-C: no clean-up while commands may still run
                 elif failure is not None and fcall.on_failure:
-                    self._cleanup(fcall.on_failure, reached, failure)
+                    self._cleanup(fcall.on_failure, reached, failure, then=fcall.final)
             finally:
                 if fcall.final and not self.aborted:
                     self._cleanup(fcall.final, reached, failure)
@@ -176,11 +178,12 @@ class FlowSteps:
         finally:
             flow_state.reset(token)
 
-    def _cleanup(self, calls, hosts, failure):
-        """Best effort: every cleanup call runs on every reached host."""
+    def _cleanup(self, calls, hosts, failure, then=None):
+        """Best effort: every cleanup call runs on every reached host (``then`` follows them)."""
         with self._lock:
             self.shared["failure"] = failure
-        for call in calls:
+        for k, call in enumerate(calls):
+            self.shared["cleanup_rest"] = list(calls[k + 1:]) + list(then or [])
             targets = self.targets(call.task, hosts) or []
             _, failures, _ = self._parallel(targets, lambda h: self._call_on(call, h), interruptible=False)
             for host, err in failures.items():

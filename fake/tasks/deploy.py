@@ -42,7 +42,7 @@ from .framework import (  # noqa: F401  (re-exported for fabfiles)
 )
 from .host import (
     Gate, current_run, describe_lock, facts, here, inspect, log_line, remote, stage_task, switch_steps, timeout,
-    unlock_hint, user, where,
+    unlock_hint, unlock_if_last, unlock_shell, user, where,
 )
 from .layout import (  # noqa: F401  (paths are part of the fabfile API)
     BAD_MARKER, RELEASE_NAME, cenv, check_settings, current_path, deploy_path, linked_paths,
@@ -242,7 +242,7 @@ def _finish():
     if doomed:
         script.argv("remove old releases", "rm", "-rf", "--", *[release_path(n) for n in doomed])
     scm.housekeeping(script, repo_path())
-    unlocks = _unlock_if_last(script)
+    unlocks = unlock_if_last(script)
     result = remote(script.render(), "deploy:finish")
     env.removed_releases = doomed
     env.fake_unlocked = unlocks
@@ -291,7 +291,7 @@ def _archive_rolled_back():
         script.argv("remove rolled-back release", "rm", "-rf", "--", release_path(old))
     line = f"{user()} rolled back to release {target}"
     log_line(script, "log rollback", line)
-    unlocks = _unlock_if_last(script)
+    unlocks = unlock_if_last(script)
     remote(script.render(), "finishing rollback")
     env.fake_unlocked = unlocks
 
@@ -326,36 +326,7 @@ def _unlock_own():
         return  # no probe ran in this flow, so no lock of ours can exist
     if env.get("fake_unlocked"):
         return  # the flow's last command already removed it
-    remote(_unlock_shell(token), "release lock")
-
-
-def _unlock_shell(token):
-    """Shell removing the lock only if it holds ``token`` (hex: safe in a case pattern; builtins only)."""
-    lock = quote(lock_path())
-    return (f"if [ -f {lock} ]; then fake_lock=; {{ read -r fake_lock < {lock}; }} 2>/dev/null || true\n"
-            f"  case $fake_lock in *{quote(token)}*) rm -f -- {lock};; esac\nfi\n")
-
-
-def _unlock_if_last(script):
-    """Release the lock in ``script`` when it is the flow's last command on this host.
-
-    That is when nothing but Fake's empty stages, ``deploy:failed`` and
-    ``deploy:unlock_own`` could run after it: then ``ended`` has nothing
-    left to send, and the deploy saves a round trip. A fabfile hook on
-    ``finished`` or ``failed`` (a restart, say) keeps the lock until it is
-    done, as before.
-    """
-    later = current_run().tasks_after()
-    token = current_run().once("lock_token", lambda: None)
-    if later is None or token is None:
-        return False
-    # deploy:failed may run here if this step fails on another host; past
-    # this point it leaves this host as it is, so it needs no lock.
-    own = (registry.get("deploy:unlock_own"), registry.get("deploy:failed"))
-    if any(not any(task is o for o in own) and not getattr(task, "stage", False) for task in later):
-        return False
-    script.add("release lock", _unlock_shell(token).rstrip("\n"))
-    return True
+    remote(unlock_shell(token), "release lock")
 
 
 after("starting", "deploy:check")

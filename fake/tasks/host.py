@@ -19,12 +19,13 @@ from ..runner import active_run
 from ..scm.base import PROBE_PREFIX as SCM_PROBE_PREFIX
 from ..state import env, registry
 from .layout import (
-    BAD_MARKER, LOCK_FILE, RELEASE_NAME, cenv, current_path, deploy_path, linked_paths, repo_path, shared_path,
+    BAD_MARKER, LOCK_FILE, RELEASE_NAME, cenv, current_path, deploy_path, linked_paths, lock_path, repo_path,
+    shared_path,
 )
 
 __all__ = ["HostState", "probe_script", "inspect", "describe_lock", "here", "remote", "current_run",
            "facts", "user", "where", "unlock_hint", "stage_task", "Gate",
-           "log_line", "switch_steps"]
+           "log_line", "switch_steps", "unlock_shell", "unlock_if_last", "final_unlock"]
 
 
 class HostState:
@@ -268,3 +269,41 @@ def switch_steps(script, name=None, target=None):
     script.add("remove stale temp link", remove_if_present(tmp))
     script.argv("ln -s", "ln", "-s", target, tmp)
     script.argv("mv -T", "mv", "-T", tmp, current_path())
+
+
+def unlock_shell(token):
+    """Shell removing the lock only if it holds ``token`` (hex: safe in a case pattern; builtins only)."""
+    lock = quote(lock_path())
+    return (f"if [ -f {lock} ]; then fake_lock=; {{ read -r fake_lock < {lock}; }} 2>/dev/null || true\n"
+            f"  case $fake_lock in *{quote(token)}*) rm -f -- {lock};; esac\nfi\n")
+
+
+def final_unlock():
+    """The unlock shell when the command being built is the flow's last on this host, else None.
+
+    That is when nothing but Fake's empty stages, ``deploy:failed`` and
+    ``deploy:unlock_own`` could run after it: then ``ended`` has nothing
+    left to send, and the flow saves a round trip. A fabfile hook on
+    ``finished`` or ``failed`` (a restart, say) keeps the lock until it is
+    done, as before. The caller sets ``env.fake_unlocked`` once the command
+    has run, so ``deploy:unlock_own`` sends nothing more.
+    """
+    later = current_run().tasks_after()
+    token = current_run().once("lock_token", lambda: None)
+    if later is None or token is None:
+        return None
+    # deploy:failed may run here if this step fails on another host; past
+    # this point it leaves this host as it is, so it needs no lock.
+    own = (registry.get("deploy:unlock_own"), registry.get("deploy:failed"))
+    if any(not any(task is o for o in own) and not getattr(task, "stage", False) for task in later):
+        return None
+    return unlock_shell(token)
+
+
+def unlock_if_last(script):
+    """Add the lock's release to ``script`` if it is the flow's last command here; True if added."""
+    shell = final_unlock()
+    if shell is None:
+        return False
+    script.add("release lock", shell.rstrip("\n"))
+    return True

@@ -12,7 +12,7 @@ import posixpath
 from ..scm import strategy
 from ..shell import Script, join, quote
 from ..state import env, registry
-from .host import current_run, log_line, remote, stage_task, switch_steps, user
+from .host import current_run, final_unlock, log_line, remote, stage_task, switch_steps, unlock_if_last, user
 from .layout import BAD_MARKER, RELEASE_NAME, cenv, current_path, deploy_path, release_path
 
 __all__ = []
@@ -59,17 +59,29 @@ def _remove_unpublished(name, previous):
     """
     leftovers = strategy(cenv.get("scm")).leftovers(deploy_path(), name)
     release = quote(release_path(name))
-    script = "\n".join(_undo_if_switched(name, previous) + [
+    _send_checked(_undo_if_switched(name, previous) + [
         f"if {_not_current(name)}; then {join(['rm', '-rf', '--', release_path(name), *leftovers])}; fi",
         f"{_not_current(name)} && test ! -e {release}",
-    ]) + "\n"
-    remote(script, f"remove unpublished release {name}")
+    ], f"remove unpublished release {name}")
 
 
 def _undo_lost_switch(target, previous):
     """A rollback's switch may have landed though its result was lost: undo it."""
-    script = "\n".join(_undo_if_switched(target, previous) + [_not_current(target)]) + "\n"
-    remote(script, f"check current after the failed rollback to {target}")
+    _send_checked(_undo_if_switched(target, previous) + [_not_current(target)],
+                  f"check current after the failed rollback to {target}")
+
+
+def _send_checked(lines, label):
+    """Run ``lines``, whose last one's status is the command's; the lock goes too if nothing follows.
+
+    The lock is released whatever that status: a host this could not
+    repair is reported, and ``ended`` would release the lock anyway.
+    """
+    unlock = final_unlock()
+    if unlock is not None:
+        lines = lines + ["fake_rc=$?", unlock.rstrip("\n"), "exit $fake_rc"]
+    remote("\n".join(lines) + "\n", label)
+    env.fake_unlocked = unlock is not None
 
 
 def _switch_back(name, previous, mark_bad=True):
@@ -85,7 +97,9 @@ def _switch_back(name, previous, mark_bad=True):
     shown = _link_name(previous) or "nothing"
     line = f"Release {name} was switched back to {shown} after a failed {what} by {user()}"
     log_line(script, "log revert", line)
+    unlocks = unlock_if_last(script)
     remote(script.render(), "switch back")
+    env.fake_unlocked = unlocks
     env.fake_published = False
     current_run().note(env.host_string, f"switched back to {_link_name(previous) or 'no release'}"
                 + (f" ({name} marked bad)" if mark_bad else ""))

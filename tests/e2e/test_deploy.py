@@ -449,6 +449,53 @@ def test_the_lock_is_held_through_fabfile_hooks_after_finishing(app, fab, projec
     assert set(counts.values()) == {3}, counts  # probe, switch, archive (which releases the lock)
 
 
+def test_a_failed_deploy_releases_the_lock_in_its_clean_up_command(app, fab, project):
+    """After a failure the clean-up command takes the lock with it, unless a fabfile hook still follows."""
+    fleet = app(extra="""
+        @task
+        def notify(c):
+            run("echo deploy-failed")
+    """)
+    log = project / "log" / "fake.log"
+
+    def commands(host):
+        return len(re.findall(rf"\[{host.name}\] exit \S+ in", log.read_text() if log.exists() else ""))
+
+    def failing_deploy():
+        before = {h.name: commands(h) for h in fleet.hosts}
+        proc = deploy(fab, fleet, "deploy")
+        assert proc.returncode != 0, explain(proc)
+        for host in fleet.hosts:
+            assert host.sh(f"ls -A {APP}").split().count("deploy.lock") == 0, host.name
+            assert host.sh(f"ls -A {APP}/releases").split() == [], host.name  # every unpublished release removed
+        return proc, {h.name: commands(h) - before[h.name] for h in fleet.hosts}
+
+    # a file where the linked dir shared/static should be: web2's update fails
+    fleet["web2"].sh(f"touch {APP}/shared/static && chown fake-test {APP}/shared/static")
+    proc, counts = failing_deploy()
+    assert "web2" in proc.stderr + proc.stdout
+    # probe, update (failed on web2), then one clean-up command that also releases the lock
+    assert counts == {"web1": 3, "web2": 3, "db1": 3}, (counts, explain(proc))
+    # a fabfile hook on failed runs after the clean-up, so the lock waits for it and its own command
+    (project / "fabfile.py").write_text((project / "fabfile.py").read_text() + "\nafter('failed', notify)\n")
+    proc, counts = failing_deploy()
+    assert proc.stdout.count("deploy-failed") == 3, explain(proc)
+    assert counts == {"web1": 5, "web2": 5, "db1": 5}, (counts, explain(proc))
+    # a failed health check after publishing: the switch back takes the lock with it
+    text = (project / "fabfile.py").read_text().replace("\nafter('failed', notify)\n", "\n")
+    (project / "fabfile.py").write_text(text + f"\nenv.healthcheck = 'test ! -e {APP}/unhealthy'\n")
+    fleet["web2"].sh(f"rm {APP}/shared/static && touch {APP}/unhealthy")
+    before = {h.name: commands(h) for h in fleet.hosts}
+    proc = deploy(fab, fleet, "deploy")
+    assert proc.returncode != 0 and "health check" in proc.stderr + proc.stdout, explain(proc)
+    for host in fleet.hosts:
+        assert host.sh(f"ls -A {APP}").split().count("deploy.lock") == 0, host.name
+        assert live(host) == "", host.name  # there was no release before: current is gone again
+    counts = {h.name: commands(h) - before[h.name] for h in fleet.hosts}
+    # probe, update, switch, health check, switch back (with the lock)
+    assert counts == {"web1": 5, "web2": 5, "db1": 5}, (counts, explain(proc))
+
+
 def test_execute_deploy_with_roles_uses_those_roles_values_in_every_stage(app, fab, repo):
     """execute('deploy', roles=['staging']) deploys staging's branch; a later task sees no staging values."""
     commit(repo, {"app.py": "print('staging only')\n"}, "staging change", branch="staging")
