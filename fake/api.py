@@ -15,7 +15,7 @@ from .exceptions import (
 from .operations import get, local, put, run, sudo, test
 from .registry import roles, runs_once
 from .remote import cd
-from .runner import execute
+from .engine import execute
 from .state import env, registry
 
 __all__ = [

@@ -4,6 +4,8 @@ A read looks through these layers, first hit wins (written down once, here):
 
 1. values written while a task runs on this host (``env.x = ...`` in a task,
    ``settings()`` inside a task, and ``env.host`` and friends);
+   then the values the running flow shows this host (``env.release_path`` and
+   the others documented in docs/settings.rst), gone when the flow ends;
 2. ``settings()`` blocks entered outside any host;
 3. ``--set KEY=VALUE`` from the command line;
 4. the keys of this host's selected roles in ``env.roledefs``, merged in ``-R`` order;
@@ -21,11 +23,16 @@ from contextvars import ContextVar
 
 from .exceptions import ConfigError, MissingSetting
 
-__all__ = ["Env", "CallableEnv", "HostScope", "settings", "role_overlay", "overlay_roles"]
+__all__ = ["Env", "CallableEnv", "HostScope", "settings", "role_overlay", "overlay_roles", "flow_values",
+           "call_connection"]
 
 _scope = ContextVar("fake_host_scope", default=None)
 # Layer 4's second half: (role names, their values) of the running call.
 _call_roles = ContextVar("fake_call_roles", default=None)
+# Layer 1's second half: what the running flow shows this host (a dict it owns).
+_flow_values = ContextVar("fake_flow_values", default=None)
+# The connection of the running call, when its roles connect otherwise: (scope, connection).
+_call_connection = ContextVar("fake_call_connection", default=None)
 _MISSING = object()
 
 
@@ -36,6 +43,19 @@ class HostScope:
         self.host = host
         self.role_values = dict(role_values or {})
         self.values = dict(values or {})
+        self.default_connection = None
+
+    @property
+    def connection(self):
+        """The running call's connection: the host's own, unless the call's roles connect otherwise."""
+        call = _call_connection.get()
+        if call is not None and call[0] is self:
+            return call[1]
+        return self.default_connection
+
+    @connection.setter
+    def connection(self, conn):
+        self.default_connection = conn
 
 
 def current_scope():
@@ -62,6 +82,26 @@ def role_overlay(names, values):
         _call_roles.reset(token)
 
 
+@contextmanager
+def call_connection(scope, connection):
+    """``scope.connection`` is ``connection`` for this block (a call whose roles log in otherwise)."""
+    token = _call_connection.set((scope, connection))
+    try:
+        yield
+    finally:
+        _call_connection.reset(token)
+
+
+@contextmanager
+def flow_values(values):
+    """Show ``values`` (the running flow's, for this host) in env for this block."""
+    token = _flow_values.set(values)
+    try:
+        yield
+    finally:
+        _flow_values.reset(token)
+
+
 def overlay_roles():
     """Names of the roles the running call added (inherited by what it runs inline)."""
     state = _call_roles.get()
@@ -82,6 +122,9 @@ class Env:
         scope = _scope.get()
         if scope is not None:
             yield scope.values
+            shown = _flow_values.get()
+            if shown:
+                yield shown
         yield self._top
         yield self._overrides
         if scope is not None:

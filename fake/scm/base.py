@@ -154,7 +154,7 @@ def once_per_deploy(key, compute):
     Unlike ``Run.once`` this does not hold the run's lock while computing,
     and a failure is not retried by every other host.
     """
-    from ..runner import active_run
+    from ..engine import current_run as active_run
 
     run = active_run()
     if run is None:

@@ -15,7 +15,7 @@ from ..exceptions import ConfigError
 from ..registry import Task
 from ..remote import require_target, run_quiet
 from ..shell import block, quote, remove_if_present, unblock
-from ..runner import active_run
+from ..engine import current_run as active_run
 from ..scm.base import PROBE_PREFIX as SCM_PROBE_PREFIX
 from ..state import env, registry
 from .layout import (

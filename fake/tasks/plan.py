@@ -23,11 +23,8 @@ def _plan_probe():
 
 
 def _in_scope(host, fn):
-    from ..env import host_scope, role_overlay
-
     run = current_run()
-    roles = run.shared.get("roles") or ()
-    with host_scope(run.scope(host)), role_overlay(roles, run.role_values(host, roles)):
+    with run.scopes.enter(host, run.flow().roles):
         return fn()
 
 

@@ -28,7 +28,7 @@ def _failed():
         elif env.get("fake_action") == "rollback" and env.get("release_name") and not env.get("fake_skip"):
             _undo_lost_switch(env.release_name, previous)
         return
-    stage = current_run().shared.get("stage")
+    stage = current_run().flow().stage
     if stage in ("publishing", "published") or (stage == "finishing" and not env.get("fake_finished")):
         _switch_back(env.release_name, previous, mark_bad=env.get("fake_action") != "rollback")
 

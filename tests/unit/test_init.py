@@ -1,4 +1,4 @@
-"""fake.init: the starter fabfile and the ``fake init`` entry point."""
+"""fake.cli.init: the starter fabfile and the ``fake init`` entry point."""
 
 import ast
 import io
@@ -8,7 +8,7 @@ import pytest
 
 import fake.state
 from fake.exceptions import ConfigError
-from fake.init import FABFILE, run_init, write_fabfile
+from fake.cli.init import FABFILE, run_init, write_fabfile
 
 SETTINGS = [
     "branch", "keep_releases", "linked_dirs", "linked_files", "scm", "healthcheck",

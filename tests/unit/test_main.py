@@ -104,7 +104,7 @@ def test_api_objects_are_the_shared_ones():
     from fake.env import CallableEnv
     from fake.registry import roles, runs_once
     from fake.remote import cd
-    from fake.runner import execute
+    from fake.engine import execute
 
     assert api.env is state.env
     assert api.task.__self__ is state.registry

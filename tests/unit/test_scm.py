@@ -15,7 +15,7 @@ from fake.exceptions import ConfigError, ControllerError
 from fake.remote import Script
 from fake.ssh import LocalTarget
 from fake.shell import unblock
-from fake.runner import Run
+from fake.engine import Run
 from fake.scm import Copy, Git, Strategy, Target, strategy
 from fake.scm.archive import exclude_patterns, excluded, from_directory, from_git
 from fake.scm.base import once_per_deploy

@@ -12,7 +12,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from .exceptions import ConfigError
+from ..exceptions import ConfigError
 
 __all__ = ["FABFILE", "USAGE", "write_fabfile", "run_init"]
 

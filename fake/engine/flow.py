@@ -1,0 +1,150 @@
+"""Running a flow: each stage, with its hooks, on every host before the next starts on any.
+
+When a stage fails on some hosts the others finish it, nothing later
+starts, and the flow's ``on_failure`` calls, then its ``final`` calls, run
+on the hosts that were reached. ``--dry-run`` reads each host and prints a
+plan instead (the flow's planner, registered by the library that fills it).
+"""
+
+import time
+
+from ..exceptions import StepFailed
+from ..output import console
+from ..registry import FlowCall
+from ..tree import render_tree
+from .flowstate import FlowState
+
+__all__ = ["FlowRunner", "tasks_after"]
+
+
+class FlowRunner:
+    """The flow part of a :class:`~fake.engine.run.Run` (which it is given, not mixed into)."""
+
+    def __init__(self, run):
+        self.run = run
+
+    def preflight(self, calls, hosts, outer=()):
+        """Flow bodies and checks, per host in its env, before any connection.
+
+        Runs for every flow of the command line before connecting (so a
+        missing setting touches nothing), and again as each flow starts.
+        """
+        run = self.run
+        for call in calls:
+            if not isinstance(call, FlowCall):
+                continue
+            checks = run.registry.preflight_checks(call.task)
+            roles = run.call_roles(call, outer)
+            for host in hosts or [None]:
+                with run.scopes.enter(host, roles), run.on_host(host):
+                    task = call.task
+                    task.body(None, **call.kwargs) if task.takes_context else task.body(**call.kwargs)
+                    for check in checks:
+                        check()
+            for _, group in call.body:
+                self.preflight(group, hosts, roles)
+
+    def run_flow(self, fcall, hosts):
+        """Run a flow's steps stage by stage; on failure clean up where reached."""
+        run = self.run
+        self.preflight([fcall], hosts)
+        run.had_flow = True
+        if run.dry_run:
+            return self.plan(fcall, hosts)
+        flow = FlowState(fcall, hosts, run.call_roles(fcall))
+        flow.run = run
+        token = flow.activate()
+        try:
+            for i, (stage, group) in enumerate(fcall.body):
+                flow.stage = stage
+                started = time.monotonic()
+                with console().spin(stage):
+                    for j, call in enumerate(group):
+                        flow.position = (i, j)
+                        run.run_calls([call], hosts)
+                if hosts:
+                    console().stage(stage, time.monotonic() - started)
+            return {h: "ok" for h in hosts}
+        except BaseException as e:
+            flow.failure = e
+            raise
+        finally:
+            reached = run.pool.reached(hosts)
+            try:
+                if run.scheduler.aborted:
+                    pass  # a second Ctrl-C: no clean-up while commands may still run
+                elif flow.failure is not None and fcall.on_failure:
+                    self._cleanup(flow, fcall.on_failure, reached, then=fcall.final)
+            finally:
+                if fcall.final and not run.scheduler.aborted:
+                    self._cleanup(flow, fcall.final, reached)
+                FlowState.deactivate(token)
+
+    def plan(self, fcall, hosts):
+        """--dry-run: read each host's state (read-only), then say what the flow would do."""
+        run = self.run
+        planner = run.registry.planner_for(fcall.task)
+        console().write(f"dry run: {fcall.name} on {len(hosts)} host(s); steps and hooks in order:")
+        console().write(render_tree(run.registry, fcall.task.name, indent="  "))
+        if planner is None or not hosts:
+            return {}
+        flow = FlowState(fcall, hosts, run.call_roles(fcall))
+        flow.run = run
+        token = flow.activate()
+        try:
+            probe, plan = planner
+
+            def read(host):
+                with run.scopes.enter(host, flow.roles) as scope:
+                    run.pool.connect(host, scope)
+                    return probe()
+
+            states = run.on_hosts(f"{fcall.name} (dry run)", hosts, read)
+            lines = plan(states)
+            for host in hosts:
+                console().host_lines(host, lines.get(host, []))
+            return states
+        finally:
+            FlowState.deactivate(token)
+
+    def _cleanup(self, flow, calls, hosts, then=None):
+        """Best effort: every cleanup call runs on every reached host (``then`` follows them)."""
+        run = self.run
+        for k, call in enumerate(calls):
+            flow.cleanup_rest = list(calls[k + 1:]) + list(then or [])
+            targets = run.targets(call.task, hosts) or []
+            _, failures, _ = run.scheduler.map(targets, lambda h: run.call_on(call, h), interruptible=False,
+                                               prepare=run.carry())
+            for host, err in failures.items():
+                run.say(f"[{host}] cleanup {call.name} failed too: {err}", err=True)
+
+
+def tasks_after(flow):
+    """The tasks ``flow`` may still run after the current step on a host; None outside a flow.
+
+    The rest of its stages, its final calls, and its on-failure calls too:
+    the step may yet fail on another host, and then they run here.
+    """
+    if flow is None or flow.call is None:
+        return None
+    if flow.cleanup_rest is not None:  # in the failure clean-up or the final calls
+        return [task for call in flow.cleanup_rest for task in _tasks_of(call)]
+    if flow.position is None:
+        return None
+    fcall, (i, j) = flow.call, flow.position
+    later = list(fcall.body[i][1][j + 1:])
+    for _, group in fcall.body[i + 1:]:
+        later += group
+    later += list(fcall.on_failure or []) + list(fcall.final or [])
+    return [task for call in later for task in _tasks_of(call)]
+
+
+def _tasks_of(call):
+    tasks = [call.task]
+    if isinstance(call, FlowCall):
+        for _, group in call.body:
+            for inner in group:
+                tasks += _tasks_of(inner)
+        for inner in list(call.on_failure or []) + list(call.final or []):
+            tasks += _tasks_of(inner)
+    return tasks
