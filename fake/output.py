@@ -11,6 +11,7 @@ import os
 import sys
 import threading
 import time
+from contextvars import ContextVar
 
 __all__ = ["Console", "Transcript", "console", "use_console", "QUIET", "NORMAL", "VERBOSE"]
 
@@ -181,15 +182,18 @@ def _strip_ansi(text):
     return re.sub(r"\033\[[0-9;]*[A-Za-z]|\r", "", text)
 
 
-_console = Console()
+_console = ContextVar("fake_console", default=None)
 
 
 def console():
-    """The console of this process (main.py installs the configured one)."""
-    return _console
+    """The console of this run (``fab`` installs the configured one; threads carry it over)."""
+    current = _console.get()
+    if current is None:
+        current = use_console(Console())
+    return current
 
 
 def use_console(new):
-    global _console
-    _console = new
+    """Make ``new`` the console of this context (and of the threads that carry it)."""
+    _console.set(new)
     return new

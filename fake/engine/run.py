@@ -23,7 +23,7 @@ import invoke
 from .. import roles as rolelib
 from ..env import call_connection, flow_values, overlay_roles
 from ..exceptions import FakeError, StepFailed, TaskFailed, on_host
-from ..output import NORMAL, QUIET, console
+from ..output import NORMAL, QUIET, console, use_console
 from ..registry import FlowCall
 from ..remote import LOCAL
 from .flow import FlowRunner, tasks_after
@@ -74,11 +74,12 @@ class Run:
         self.pool.close()
 
     def carry(self):
-        """What a worker thread needs from here: this run and the running flow."""
-        flow = current_flow()
+        """What a worker thread needs from here: this run, its console and the running flow."""
+        flow, out = current_flow(), console()
 
         def prepare():
             _active.set(self)
+            use_console(out)
             if flow is not None:
                 flow.activate()
 

@@ -582,3 +582,25 @@ def test_a_failing_role_function_is_one_line_naming_the_role_and_host(fab, proje
     assert proc.returncode != 0, explain(proc)
     assert "Traceback" not in proc.stderr and "ran" not in proc.stdout, explain(proc)
     assert re.search(r"web1.*role bad.*ZeroDivisionError", proc.stderr), explain(proc)
+
+
+def test_a_tasks_roles_log_in_as_their_roles_say_on_a_host_already_connected(fab, project, fleet3):
+    """web1 is connected for -H; the db role's port applies to the db task on web1 all the same."""
+    write(project, '''
+        from fake.api import env, roles, run, task
+
+        env.roledefs = {'db': {'hosts': ['web1'], 'port': 1}}
+
+        @task
+        def first():
+            run('echo first-ran')
+
+        @task
+        @roles('db')
+        def dbtask():
+            run('echo db-ran')
+    ''')
+    proc = fab(["-H", "web1", "first", "dbtask"], fleet=fleet3)
+    assert "[web1] first-ran" in proc.stdout, explain(proc)
+    assert proc.returncode != 0 and "db-ran" not in proc.stdout, explain(proc)
+    assert "[web1]" in proc.stderr and ":1" in proc.stderr, explain(proc)
