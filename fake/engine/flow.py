@@ -51,8 +51,7 @@ class FlowRunner:
         run.had_flow = True
         if run.dry_run:
             return self.plan(fcall, hosts)
-        flow = FlowState(fcall, hosts, run.call_roles(fcall))
-        flow.run = run
+        flow = FlowState(fcall, hosts, run.call_roles(fcall), run)
         token = flow.activate()
         try:
             for i, (stage, group) in enumerate(fcall.body):
@@ -88,8 +87,7 @@ class FlowRunner:
         console().write(render_tree(run.registry, fcall.task.name, indent="  "))
         if planner is None or not hosts:
             return {}
-        flow = FlowState(fcall, hosts, run.call_roles(fcall))
-        flow.run = run
+        flow = FlowState(fcall, hosts, run.call_roles(fcall), run)
         token = flow.activate()
         try:
             probe, plan = planner

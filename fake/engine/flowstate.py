@@ -18,7 +18,8 @@ _flow = ContextVar("fake_flow", default=None)
 class FlowState:
     """One flow's position, hosts and records."""
 
-    def __init__(self, call=None, hosts=(), roles=()):
+    def __init__(self, call=None, hosts=(), roles=(), run=None):
+        self.run = run  # the Run it belongs to
         self.call = call  # the FlowCall; None for the run's own state outside flows
         self.hosts = list(hosts)
         self.roles = list(roles)

@@ -1,5 +1,9 @@
 """One connection per host and login: opened on first use, closed at the end of the run.
 
+A connection that dropped is opened again when next asked for (within
+``connect_timeout``), so the clean-up after a failure reaches a host whose
+connection was reset in the middle of a step.
+
 The login (user, port, key, agent forwarding) is read in the host's scope,
 so a call whose roles (``@roles``, ``execute(roles=)``) name another user
 or port gets a connection with those, even on a host already connected
@@ -41,13 +45,14 @@ class Pool:
         key = (host, login)
         with self._lock:
             conn = self._connections.get(key)
-            if conn is not None:
+            if _alive(conn):
                 return conn
             opening = self._opening.setdefault(key, threading.Lock())
         with opening:
-            conn = self._connections.get(key)
-            if conn is not None:
-                return conn
+            dead = self._connections.get(key)
+            if _alive(dead):
+                return dead
+            # None, or it dropped (a reset, a restarted sshd): the clean-up needs a new one
             user, port, key_filename, forward_agent = login
             conn = open_target(
                 host, self.config, user=user, port=port,
@@ -57,8 +62,10 @@ class Pool:
             )
             with self._lock:
                 self._connections[key] = conn
-            if scope is not None and scope.default_connection is None:
+            if scope is not None and scope.default_connection in (None, dead):
                 scope.connection = conn
+            if dead is not None:
+                _close(dead)
             return conn
 
     def reached(self, hosts):
@@ -75,7 +82,16 @@ class Pool:
         with self._lock:
             conns, self._connections = list(self._connections.values()), {}
         for conn in conns:
-            try:
-                conn.close()
-            except Exception:
-                pass
+            _close(conn)
+
+
+def _alive(conn):
+    """An SSH connection whose transport still runs (a local target always is)."""
+    return conn is not None and bool(getattr(conn, "is_connected", True))
+
+
+def _close(conn):
+    try:
+        conn.close()
+    except Exception:
+        pass

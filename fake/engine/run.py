@@ -59,7 +59,7 @@ class Run:
         self.scheduler = Scheduler(parallel, say=lambda line: self.say(line, err=True))
         self.report = Report(hosts, roles, dry_run)
         self.flows = FlowRunner(self)
-        self._outside = FlowState()  # once()/record() outside any flow: the run's own
+        self._outside = FlowState(run=self)  # once()/record() outside any flow: the run's own
         self._once_done = set()
         self._once_lock = threading.Lock()
         self._token = None
@@ -97,14 +97,14 @@ class Run:
     def flow(self):
         """The flow running here, or the run's own state outside flows."""
         flow = current_flow()
-        return flow if flow is not None and getattr(flow, "run", None) is self else self._outside
+        return flow if flow is not None and flow.run is self else self._outside
 
     def flow_hosts(self):
         """The hosts of the flow running here (the run's hosts outside flows)."""
         return list(self.flow().hosts or self.hosts)
 
     def tasks_after(self):
-        return tasks_after(current_flow() if self.flow() is not self._outside else None)
+        return tasks_after(self.flow())
 
     def once(self, key, compute):
         """A value computed once per flow (per invocation outside flows), shared by all hosts."""
