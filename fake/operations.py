@@ -19,12 +19,12 @@ def _here(what):
 
 
 def _timeout(timeout):
-    from .env import CallableEnv, number
+    from .settings import number
     from .state import env
 
     if timeout is not None:
         return timeout
-    return number("command_timeout", CallableEnv(env).get("command_timeout"), 0.001)
+    return number(env, "command_timeout", minimum=0.001)
 
 
 def run(command, hide=None, warn=None, timeout=None, **kwargs):

@@ -20,12 +20,13 @@ import fabric
 import invoke
 
 from . import roles as rolelib
-from .env import CallableEnv, HostScope, current_scope, flag, host_scope, number, overlay_roles, role_overlay
+from .env import CallableEnv, HostScope, current_scope, host_scope, overlay_roles, role_overlay
 from .exceptions import ConfigError, FakeError, Interrupted, StepFailed, TaskFailed, on_host
 from .flows import FlowSteps, flow_state
 from .registry import FlowCall
 from .output import NORMAL, QUIET, console
 from .remote import LOCAL
+from .settings import flag, number
 from .ssh import open_target
 
 __all__ = ["Run", "execute", "active_run", "MAX_PARALLEL"]
@@ -182,10 +183,10 @@ class Run(FlowSteps):
                     host,
                     self.config,
                     user=None if user else settings.get("user"),
-                    port=None if port else number("port", settings.get("port"), 1),
+                    port=None if port else number(settings, "port", minimum=1, whole=True),
                     key_filename=settings.get("key_filename"),
-                    forward_agent=flag("forward_agent", settings.get("forward_agent")),
-                    connect_timeout=number("connect_timeout", settings.get("connect_timeout"), 1),
+                    forward_agent=flag(settings, "forward_agent", default=None),
+                    connect_timeout=number(settings, "connect_timeout", minimum=1),
                 )
             self.connections[host] = conn
             scope.connection = conn

@@ -10,13 +10,14 @@ import getpass
 import json
 import posixpath
 
-from ..env import current_scope, number
+from ..env import current_scope
 from ..exceptions import ConfigError
 from ..registry import Task
 from ..remote import require_target, run_quiet
 from ..shell import block, quote, remove_if_present, unblock
 from ..runner import active_run
 from ..scm.base import PROBE_PREFIX as SCM_PROBE_PREFIX
+from ..settings import number
 from ..state import env, registry
 from .layout import (
     BAD_MARKER, LOCK_FILE, RELEASE_NAME, cenv, current_path, deploy_path, linked_paths, lock_path, repo_path,
@@ -140,7 +141,7 @@ def here():
 
 
 def timeout(key="command_timeout"):
-    return number(key, cenv.get(key), 0.001)
+    return number(cenv, key, minimum=0.001)
 
 
 def remote(command, label, gate=None, stdin=None):
