@@ -14,7 +14,7 @@ from .exceptions import (
 )
 from .operations import get, local, put, run, sudo, test
 from .registry import roles, runs_once
-from .remote import cd
+from .transport.exec import cd
 from .runner import execute
 from .state import env, registry
 

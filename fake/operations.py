@@ -8,7 +8,7 @@ import invoke
 
 from .env import current_scope
 from .exceptions import HostCommandError, HostError
-from .remote import require_target, run_command
+from .transport.exec import require_target, run_command
 
 __all__ = ["run", "sudo", "put", "get", "test", "local"]
 

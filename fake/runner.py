@@ -25,9 +25,9 @@ from .exceptions import ConfigError, FakeError, Interrupted, StepFailed, TaskFai
 from .flows import FlowSteps, flow_state
 from .registry import FlowCall
 from .output import NORMAL, QUIET, console
-from .remote import LOCAL
+from .transport.exec import LOCAL
 from .settings import flag, number
-from .ssh import open_target
+from .transport.ssh import open_target
 
 __all__ = ["Run", "execute", "active_run", "MAX_PARALLEL"]
 

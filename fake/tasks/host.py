@@ -13,7 +13,7 @@ import posixpath
 from ..env import current_scope
 from ..exceptions import ConfigError
 from ..registry import Task
-from ..remote import require_target, run_quiet
+from ..transport.exec import require_target, run_quiet
 from ..shell import block, quote, remove_if_present, unblock
 from ..runner import active_run
 from ..scm.base import PROBE_PREFIX as SCM_PROBE_PREFIX

@@ -1,4 +1,4 @@
-"""Commands on one host: running them, and errors that name it (connecting is in :mod:`fake.ssh`).
+"""Commands on one host: running them, and errors that name it (connecting is in :mod:`fake.transport.ssh`).
 
 The shell text they run is built in :mod:`fake.shell`.
 """
@@ -16,9 +16,9 @@ from contextvars import ContextVar
 import invoke
 import paramiko
 
-from .shell import Script, join, quote, quote_path  # noqa: F401  (re-exported: shell text lives in shell.py)
-from .exceptions import ConfigError, ConnectError, ControllerError, FakeError, HostCommandError
-from .output import VERBOSE, console
+from ..shell import Script, join, quote, quote_path  # noqa: F401  (re-exported: shell text lives in shell.py)
+from ..exceptions import ConfigError, ConnectError, ControllerError, FakeError, HostCommandError
+from ..output import VERBOSE, console
 
 __all__ = [
     "quote",

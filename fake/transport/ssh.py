@@ -16,8 +16,8 @@ import paramiko
 import paramiko.agent
 from fabric import Connection
 
-from .exceptions import ConnectError
-from .remote import LOCAL, HostCommands, _TimedOut
+from ..exceptions import ConnectError
+from .exec import LOCAL, HostCommands, _TimedOut
 
 __all__ = ["HostConnection", "LocalTarget", "open_target", "check_host_keys", "describe_connect_error"]
 
