@@ -25,7 +25,7 @@ from .exceptions import ConfigError, FakeError, Interrupted, StepFailed, TaskFai
 from .flows import FlowSteps, flow_state
 from .registry import FlowCall
 from .output import NORMAL, QUIET, console
-from .transport.exec import LOCAL
+from .transport.local import LOCAL
 from .settings import flag, number
 from .transport.ssh import open_target
 

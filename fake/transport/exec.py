@@ -1,14 +1,15 @@
-"""Commands on one host: running them, and errors that name it (connecting is in :mod:`fake.transport.ssh`).
+"""One command on one host: ``cd()``, output prefixed with the host, errors that name it.
 
-The shell text they run is built in :mod:`fake.shell`.
+:func:`run_command` is the fabfile's ``run``/``sudo`` (and ``c.run``): Fabric's
+runners, live output, ``-w`` and ``--hide`` honoured. :func:`run_quiet` runs
+Fake's own commands the lean way: each target class supplies
+``exec_captured`` (SSH in :mod:`fake.transport.channel`, this machine in
+:mod:`fake.transport.local`), and both use the helpers at the end of this
+module. Connecting is in :mod:`fake.transport.ssh`; the shell text comes
+from :mod:`fake.shell`.
 """
 
-import os
 import re
-import selectors
-import signal
-import subprocess
-import threading
 import time
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -16,22 +17,12 @@ from contextvars import ContextVar
 import invoke
 import paramiko
 
-from ..shell import Script, join, quote, quote_path  # noqa: F401  (re-exported: shell text lives in shell.py)
 from ..exceptions import ConfigError, ConnectError, ControllerError, FakeError, HostCommandError
 from ..output import VERBOSE, console
+from ..shell import Script, quote, quote_path
 
-__all__ = [
-    "quote",
-    "join",
-    "Script",
-    "run_command",
-    "run_quiet",
-    "cd",
-    "prefixed",
-    "LOCAL",
-]
+__all__ = ["cd", "with_cwd", "prefixed", "PrefixedStream", "HostCommands", "run_command", "run_quiet"]
 
-LOCAL = "local"
 _cwd = ContextVar("fake_cwd", default=())
 
 
@@ -84,7 +75,10 @@ class HostCommands:
     """``c.run``/``c.sudo`` with host-prefixed output and host-named errors.
 
     Mixed into the connection classes so a task's ``c.run(...)`` behaves
-    like the fabfile-level ``run(...)``.
+    like the fabfile-level ``run(...)``. Each of them also supplies
+    ``exec_captured(command, timeout, before_exec, on_line, stdin)``, which
+    returns ``(exited, stdout, stderr)`` or raises TimedOut: how
+    :func:`run_quiet` runs a command on that kind of target.
     """
 
     fake_host = None
@@ -164,11 +158,8 @@ def run_quiet(target, command, *, host=None, label=None, timeout=None, before_ex
     host = host or getattr(target, "host", None) or "?"
     started = time.monotonic()
     try:
-        if getattr(target, "transport", None) is not None:
-            exited, out, err = _exec_ssh(target, command, timeout, before_exec, on_line, stdin)
-        else:
-            exited, out, err = _exec_local(target, command, timeout, before_exec, on_line, stdin)
-    except _TimedOut as e:
+        exited, out, err = target.exec_captured(command, timeout, before_exec, on_line, stdin)
+    except TimedOut as e:
         _log(host, command, "timeout", started, None)
         raise HostCommandError(host, label or command, "-", str(e) or f"timed out after {timeout}s") from None
     except (OSError, EOFError, paramiko.SSHException) as e:
@@ -194,112 +185,25 @@ def _finish(host, full, started, result, *, hide, warn, label, command):
     return result
 
 
-class _TimedOut(Exception):
-    pass
+def _log(host, command, exited, started, result):
+    transcript = console().transcript
+    if transcript is not None:
+        transcript.command(host, command, exited, time.monotonic() - started,
+                           getattr(result, "stdout", ""), getattr(result, "stderr", ""))
 
 
-def _left(deadline):
-    if deadline is None:
-        return None
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise _TimedOut()
-    return left
+# -- shared by the targets' exec_captured -------------------------------------------
+class TimedOut(Exception):
+    """A command ran past its deadline; run_quiet reports it as the command's timeout."""
 
 
-class _Deadline:
-    """``timeout`` counted from the later of the start and the input's last progress.
-
-    An upload on a slow link may take longer than any command should, so
-    while a command's input is still going out only a stall of ``timeout``
-    fails it; once all of it is sent, the command has ``timeout`` more.
-    """
-
-    def __init__(self, timeout, sender=None):
-        self.timeout, self.sender = timeout, sender
-        self.start = time.monotonic()
-
-    def left(self):
-        if not self.timeout:
-            return None
-        if self.sender is None:
-            return _left(self.start + self.timeout)
-        try:
-            return _left(max(self.start, self.sender.progress) + self.timeout)
-        except _TimedOut:
-            if self.sender.thread.is_alive():
-                raise _TimedOut(f"sending its input made no progress for {self.timeout}s") from None
-            raise
-
-
-def _run_env(target):
+def run_env(target):
     config = getattr(target, "config", None)
     run = getattr(config, "run", None) or {}
     return {str(k): str(v) for k, v in (run.get("env") or {}).items()}
 
 
-def _exec_ssh(conn, command, timeout, before_exec, on_line, stdin=None):
-    source = _open_stdin(stdin)  # before the channel: a missing file is the controller's error
-    try:
-        chan = conn.create_session(timeout=timeout or None)
-    except BaseException:
-        if source is not None:
-            source.close()
-        raise
-    sender = None
-    try:
-        if before_exec is not None:
-            before_exec()
-        deadline = _Deadline(timeout)
-        env = _run_env(conn)
-        if env and conn.inline_ssh_env:
-            command = "export " + " ".join(f"{k}={quote(v)}" for k, v in sorted(env.items())) + " && " + command
-        elif env:
-            chan.update_environment(env)
-        chan.exec_command(command)
-        if source is None:
-            chan.shutdown_write()
-        else:
-            # Its own thread, so output is read while the file goes out.
-            sender = deadline.sender = _Sender(chan, source)
-        out, err, lines = bytearray(), bytearray(), _Lines(on_line)
-        # A selector, not select(): it takes any fd number, however many hosts are open.
-        with selectors.DefaultSelector() as selector:
-            # The channel's fileno turns readable when stdout or stderr data, EOF or close arrive.
-            selector.register(chan, selectors.EVENT_READ)
-            while True:
-                while chan.recv_ready():
-                    data = chan.recv(65536)
-                    out += data
-                    lines.feed(data)
-                    deadline.left()  # a command that never stops talking still times out
-                while chan.recv_stderr_ready():
-                    err += chan.recv_stderr(65536)
-                    deadline.left()
-                if chan.closed or chan.eof_received:
-                    if not chan.recv_ready() and not chan.recv_stderr_ready():
-                        break
-                    continue
-                # A timeout here is checked again: the input may have moved meanwhile.
-                selector.select(deadline.left())
-        lines.close()
-        while not chan.status_event.wait(deadline.left()):
-            pass
-        exited = chan.recv_exit_status()
-        if exited == -1 and not conn.transport.is_active():
-            raise EOFError("the connection closed")
-        if sender is not None:
-            sender.check(stdin)
-        return exited, _text(out), _text(err)
-    finally:
-        chan.close()  # also ends a sender still blocked on a full window
-        if sender is not None:
-            sender.thread.join(5)
-        if source is not None:
-            source.close()
-
-
-def _open_stdin(path):
+def open_stdin(path):
     if path is None:
         return None
     try:
@@ -308,69 +212,7 @@ def _open_stdin(path):
         raise ControllerError(f"cannot read {path} to send it: {e.strerror or e}") from e
 
 
-class _Sender:
-    """Streams a local file into a channel, then EOF, in a thread of its own.
-
-    EOF is sent even when reading fails, so the remote side never waits for
-    more; a read failure is then the controller's error to report. A
-    command that exits before reading it all closes the channel: that is
-    its own failure to report, not ours.
-    """
-
-    def __init__(self, chan, source):
-        self.chan, self.source, self.error = chan, source, None
-        self.progress = time.monotonic()  # when the last chunk went out (or all of it did)
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self):
-        try:
-            while True:
-                try:
-                    chunk = self.source.read(1 << 16)
-                except Exception as e:
-                    self.error = e
-                    return
-                if not chunk:
-                    return
-                self.chan.sendall(chunk)
-                self.progress = time.monotonic()
-        except Exception:
-            pass  # the channel closed under us: the command's exit says why
-        finally:
-            self.progress = time.monotonic()
-            try:
-                self.chan.shutdown_write()
-            except Exception:
-                pass
-
-    def check(self, path):
-        if self.error is not None:
-            raise ControllerError(f"reading {path} to send it failed: {self.error}")
-
-
-def _exec_local(target, command, timeout, before_exec, on_line, stdin=None):
-    if before_exec is not None:
-        before_exec()
-    env = dict(os.environ, **_run_env(target))
-    # Its own process group, so a timeout stops the command's children too
-    # (they hold the output pipes open).
-    with _open_stdin(stdin) or open(os.devnull, "rb") as source:
-        proc = subprocess.Popen(["/bin/sh", "-c", command], stdin=source, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, env=env, start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=timeout or None)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        raise _TimedOut() from None
-    lines = _Lines(on_line)
-    lines.feed(out)
-    lines.close()
-    return proc.returncode, _text(out), _text(err)
-
-
-class _Lines:
+class Lines:
     """Whole stdout lines for ``on_line`` as bytes arrive."""
 
     def __init__(self, on_line):
@@ -382,23 +224,16 @@ class _Lines:
         self.buf += data
         *whole, self.buf = self.buf.split(b"\n")
         for line in whole:
-            self.on_line(_text(line))
+            self.on_line(decode(line))
 
     def close(self):
         if self.on_line is not None and self.buf:
-            self.on_line(_text(self.buf))
+            self.on_line(decode(self.buf))
         self.buf = b""
 
 
-def _text(data):
+def decode(data):
     return bytes(data).decode("utf-8", "replace")
-
-
-def _log(host, command, exited, started, result):
-    transcript = console().transcript
-    if transcript is not None:
-        transcript.command(host, command, exited, time.monotonic() - started,
-                           getattr(result, "stdout", ""), getattr(result, "stderr", ""))
 
 
 def require_target(scope, what):

@@ -13,7 +13,7 @@ import pytest
 
 from fake.exceptions import ConfigError, ControllerError
 from fake.shell import Script
-from fake.transport.ssh import LocalTarget
+from fake.transport.local import LocalTarget
 from fake.shell import unblock
 from fake.runner import Run
 from fake.scm import Copy, Git, Strategy, Target, strategy

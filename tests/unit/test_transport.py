@@ -316,7 +316,7 @@ def test_sudo_without_cd_sends_the_command_as_given_and_checks_the_user():
 def local_target(**run_env):
     from invoke import Config
 
-    from fake.transport.ssh import LocalTarget
+    from fake.transport.local import LocalTarget
 
     return LocalTarget(config=Config(overrides={"run": {"env": run_env}}))
 
