@@ -12,9 +12,8 @@ from .exceptions import (
     MissingSetting,
     StepFailed,
 )
-from .operations import get, local, put, run, sudo, test
+from .operations import cd, get, local, put, run, sudo, test
 from .registry import roles, runs_once
-from .transport.exec import cd
 from .runner import execute
 from .state import env, registry
 

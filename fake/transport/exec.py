@@ -17,7 +17,7 @@ from contextvars import ContextVar
 import invoke
 import paramiko
 
-from ..exceptions import ConfigError, ConnectError, ControllerError, FakeError, HostCommandError
+from ..exceptions import ConfigError, ConnectError, ControllerError, HostCommandError
 from ..output import VERBOSE, console
 from ..shell import Script, quote, quote_path
 
@@ -234,9 +234,3 @@ class Lines:
 
 def decode(data):
     return bytes(data).decode("utf-8", "replace")
-
-
-def require_target(scope, what):
-    if scope is None or getattr(scope, "connection", None) is None:
-        raise FakeError(f"{what} needs a host: give -H HOST or -R ROLE")
-    return scope.connection

@@ -371,3 +371,55 @@ def test_run_quiet_streams_a_file_to_stdin(tmp_path):
     result = run_quiet(local_target(), "wc -c; cat >/dev/null", host="h", stdin=str(data))
     assert result.stdout.strip() == "256000"
     assert run_quiet(local_target(), "wc -c", host="h").stdout.strip() == "0"  # no stdin: EOF at once
+
+
+# -- operations: the current host, and how long its commands may take ----------------
+def test_here_names_the_call_outside_a_host_and_gives_connection_and_host_inside():
+    from fake.env import HostScope, host_scope
+    from fake.exceptions import ConfigError
+    from fake.operations import here
+
+    with pytest.raises(ConfigError) as err:
+        here("run('uptime')")
+    assert str(err.value) == "run('uptime') needs a host: give -H HOST or -R ROLE"
+    scope = HostScope("local")
+    scope.connection = local_target()
+    with host_scope(scope):
+        assert here() == (scope.connection, "local")
+
+
+@pytest.mark.parametrize("given, key, values, expected", [
+    (None, "command_timeout", {}, None),
+    (None, "command_timeout", {"command_timeout": "30"}, 30),
+    (None, "command_timeout", {"command_timeout": ""}, None),
+    (5, "command_timeout", {"command_timeout": "30"}, 5),
+    (None, "healthcheck_timeout", {"command_timeout": "30", "healthcheck_timeout": "2.5"}, 2.5),
+])
+def test_timeout_is_the_given_one_or_the_setting(given, key, values, expected):
+    from fake.operations import timeout
+    from fake.state import env
+
+    env.update(values)
+    assert timeout(key, given=given) == expected
+
+
+def test_run_uses_command_timeout_and_refuses_a_bad_one():
+    import time
+
+    from fake.env import HostScope, host_scope
+    from fake.exceptions import ConfigError, HostCommandError
+    from fake.operations import run, test
+    from fake.state import env
+
+    scope = HostScope("local")
+    scope.connection = local_target()
+    with host_scope(scope):
+        env.command_timeout = "0.3"
+        started = time.monotonic()
+        with pytest.raises(HostCommandError, match=r"\[local\] sleep 5 exited -: timed out after 0.3s"):
+            run("sleep 5", hide=True)
+        assert time.monotonic() - started < 3
+        assert test("true", timeout=5)
+        env.command_timeout = "soon"
+        with pytest.raises(ConfigError, match="env.command_timeout must be a number, got 'soon'"):
+            run("true")
