@@ -25,8 +25,8 @@ from .exceptions import ConfigError, FakeError, Interrupted, StepFailed, TaskFai
 from .flows import FlowSteps, flow_state
 from .registry import FlowCall
 from .output import NORMAL, QUIET, console
-from .transport.local import LOCAL
 from .settings import flag, number
+from .transport.local import LOCAL
 from .transport.ssh import open_target
 
 __all__ = ["Run", "execute", "active_run", "MAX_PARALLEL"]
