@@ -12,9 +12,8 @@ from .exceptions import (
     MissingSetting,
     StepFailed,
 )
-from .operations import get, local, put, run, sudo, test
+from .operations import cd, get, local, put, run, sudo, test
 from .registry import roles, runs_once
-from .remote import cd
 from .engine import execute
 from .state import env, registry
 

@@ -21,7 +21,7 @@ value one host's task writes is never seen by another host.
 from contextlib import contextmanager
 from contextvars import ContextVar
 
-from .exceptions import ConfigError, MissingSetting
+from .exceptions import MissingSetting
 
 __all__ = ["Env", "CallableEnv", "HostScope", "settings", "role_overlay", "overlay_roles", "flow_values",
            "call_connection"]
@@ -249,31 +249,6 @@ class CallableEnv:
 
     def __repr__(self):
         return f"<CallableEnv over {self._env!r}>"
-
-
-def number(key, value, minimum=0):
-    """A numeric setting (``--set`` gives strings): the number, or one clear error."""
-    if value is None or value == "":
-        return None
-    try:
-        result = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"env.{key} must be a number, got {value!r}") from None
-    if result < minimum:
-        raise ConfigError(f"env.{key} must be at least {minimum}, got {value!r}")
-    return int(result) if result == int(result) else result
-
-
-def flag(key, value):
-    """A yes/no setting: ``--set forward_agent=false`` must mean False."""
-    if value is None or isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off", ""):
-        return False
-    raise ConfigError(f"env.{key} must be true or false, got {value!r}")
 
 
 def _unwrap(env):

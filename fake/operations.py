@@ -1,46 +1,54 @@
-"""``run``, ``sudo``, ``put``, ``get``, ``test``, ``local``: on the current host.
+"""``run``, ``sudo``, ``put``, ``get``, ``test``, ``local``, ``cd``: on the current host.
 
 These are the Fabric 1 style calls a fabfile makes without a ``c`` argument;
-they act on the connection of the host the task is running on.
+they act on the connection of the host the task is running on. ``here`` and
+``timeout`` are how they, and Fake's own deploy steps, find that host and
+how long a command may take.
 """
 
 import invoke
 
 from .env import current_scope
-from .exceptions import HostCommandError, HostError
-from .remote import require_target, run_command
+from .exceptions import ConfigError, HostCommandError, HostError
+from .settings import number
+from .state import env
+from .transport.exec import cd, run_command
 
-__all__ = ["run", "sudo", "put", "get", "test", "local"]
+__all__ = ["run", "sudo", "put", "get", "test", "local", "cd", "here", "timeout"]
 
 
-def _here(what):
+def here(what="this task"):
+    """``(connection, host)`` of the host the running task is on; outside any host, an error naming ``what``."""
     scope = current_scope()
-    return require_target(scope, what), scope.host
+    if scope is None or getattr(scope, "connection", None) is None:
+        raise ConfigError(f"{what} needs a host: give -H HOST or -R ROLE")
+    return scope.connection, scope.host
 
 
-def _timeout(timeout):
-    from .env import CallableEnv, number
-    from .state import env
+def timeout(key="command_timeout", given=None):
+    """Seconds a command may take: ``given`` when the caller passed one, else ``env.<key>`` (None: no limit)."""
+    if given is not None:
+        return given
+    return number(env, key, minimum=0.001)
 
-    if timeout is not None:
-        return timeout
-    return number("command_timeout", CallableEnv(env).get("command_timeout"), 0.001)
+
+_timeout = timeout  # run() and sudo() take a ``timeout`` argument, which hides the function
 
 
 def run(command, hide=None, warn=None, timeout=None, **kwargs):
     """Run a shell command on the current host; fail naming host and command."""
-    conn, host = _here(f"run({command!r})")
+    conn, host = here(f"run({command!r})")
     return run_command(conn, command, host=host, hide=hide, warn=warn,
-                       timeout=_timeout(timeout), **kwargs)
+                       timeout=_timeout(given=timeout), **kwargs)
 
 
 def sudo(command, user=None, hide=None, warn=None, timeout=None, **kwargs):
     """Run a command through sudo on the current host (as ``user``, default root)."""
-    conn, host = _here(f"sudo({command!r})")
+    conn, host = here(f"sudo({command!r})")
     if user:
         kwargs["user"] = user  # checked in run_command, for c.sudo() too
     return run_command(conn, command, host=host, sudo=True, hide=hide, warn=warn,
-                       timeout=_timeout(timeout), **kwargs)
+                       timeout=_timeout(given=timeout), **kwargs)
 
 
 def test(command, timeout=None):
@@ -50,7 +58,7 @@ def test(command, timeout=None):
 
 def put(local_path, remote_path=None, preserve_mode=True):
     """Upload a file to the current host."""
-    conn, host = _here(f"put({local_path!r})")
+    conn, host = here(f"put({local_path!r})")
     try:
         return conn.put(local_path, remote=remote_path, preserve_mode=preserve_mode)
     except (OSError, IOError) as e:
@@ -59,7 +67,7 @@ def put(local_path, remote_path=None, preserve_mode=True):
 
 def get(remote_path, local_path=None, preserve_mode=True):
     """Download a file from the current host."""
-    conn, host = _here(f"get({remote_path!r})")
+    conn, host = here(f"get({remote_path!r})")
     try:
         return conn.get(remote_path, local=local_path, preserve_mode=preserve_mode)
     except (OSError, IOError) as e:

@@ -12,8 +12,9 @@ for its ``-R`` roles. Most runs have one login per host: one connection.
 
 import threading
 
-from ..env import CallableEnv, flag, number
-from ..ssh import open_target
+from ..env import CallableEnv
+from ..settings import flag, number
+from ..transport.ssh import open_target
 from .scope import split_host
 
 __all__ = ["Pool"]
@@ -34,9 +35,9 @@ class Pool:
         key = settings.get("key_filename")
         return (
             None if user else settings.get("user"),
-            None if port else number("port", settings.get("port"), 1),
+            None if port else number(settings, "port", minimum=1, whole=True),
             tuple(key) if isinstance(key, (list, tuple)) else key,
-            flag("forward_agent", settings.get("forward_agent")),
+            flag(settings, "forward_agent", default=None),
         )
 
     def connect(self, host, scope=None):
@@ -58,7 +59,7 @@ class Pool:
                 host, self.config, user=user, port=port,
                 key_filename=list(key_filename) if isinstance(key_filename, tuple) else key_filename,
                 forward_agent=forward_agent,
-                connect_timeout=number("connect_timeout", CallableEnv(self.env).get("connect_timeout"), 1),
+                connect_timeout=number(CallableEnv(self.env), "connect_timeout", minimum=1),
             )
             with self._lock:
                 self._connections[key] = conn

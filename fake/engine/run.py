@@ -25,7 +25,7 @@ from ..env import call_connection, flow_values, overlay_roles
 from ..exceptions import FakeError, StepFailed, TaskFailed, on_host
 from ..output import NORMAL, QUIET, console, use_console
 from ..registry import FlowCall
-from ..remote import LOCAL
+from ..transport.local import LOCAL
 from .flow import FlowRunner, tasks_after
 from .flowstate import FlowState, current_flow
 from .pool import Pool

@@ -27,7 +27,7 @@ import posixpath
 import threading
 from collections import namedtuple
 
-from ..env import CallableEnv
+from .. import settings
 from ..exceptions import ConfigError
 
 __all__ = ["Strategy", "Resolved", "Target", "once_per_deploy", "PROBE_PREFIX", "FETCH_DONE", "HOUSEKEEPING_FAILED"]
@@ -51,33 +51,10 @@ class Strategy:
 
     # -- settings --------------------------------------------------------
     def setting(self, key, default=None):
-        """``env`` value for the current host (callables evaluated)."""
+        """``env`` value for the current host (callables evaluated); typed reads use :mod:`fake.settings`."""
         from ..state import env
 
-        value = CallableEnv(env).get(key)
-        return default if value is None else value
-
-    def int_setting(self, key, default=None, minimum=0):
-        value = self.setting(key, default)
-        if value is None or value is False:
-            return None
-        try:
-            number = int(value)
-            if number < minimum or isinstance(value, float) and value != number:
-                raise ValueError
-        except (TypeError, ValueError):
-            raise ConfigError(f"env.{key} must be a whole number >= {minimum}, got {value!r}") from None
-        return number
-
-    def bool_setting(self, key):
-        value = self.setting(key, False)
-        if isinstance(value, str):  # --set key=true
-            if value.strip().lower() in ("", "0", "false", "no", "off"):
-                return False
-            if value.strip().lower() in ("1", "true", "yes", "on"):
-                return True
-            raise ConfigError(f"env.{key} must be true or false, got {value!r}")
-        return bool(value)
+        return settings.read(env, key, default)
 
     def tree(self):
         """``env.repo_tree``: the subdirectory to deploy, normalised, or None for all."""

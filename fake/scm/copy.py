@@ -18,7 +18,7 @@ import time
 from collections import namedtuple
 
 from ..exceptions import ConfigError, ControllerError
-from ..remote import quote
+from ..shell import quote
 from . import archive
 from .base import Resolved, Strategy
 

@@ -10,8 +10,10 @@ import posixpath
 import re
 import threading
 
+from .. import settings
 from ..exceptions import ConfigError
 from ..shell import block, join, quote
+from ..state import env
 from .base import FETCH_DONE, HOUSEKEEPING_FAILED, Resolved, Strategy, once_per_deploy
 
 __all__ = ["Git", "resolve_refs", "is_commit_id"]
@@ -126,13 +128,13 @@ class Git(Strategy):
         self.max_concurrent()
 
     def depth(self):
-        return self.int_setting("git_shallow_clone", minimum=1)
+        return settings.number(env, "git_shallow_clone", minimum=1, whole=True)
 
     def submodules(self):
-        return self.bool_setting("git_submodules")
+        return settings.flag(env, "git_submodules")
 
     def max_concurrent(self):
-        return self.int_setting("git_max_concurrent", MAX_CONCURRENT, minimum=1)
+        return settings.number(env, "git_max_concurrent", minimum=1, whole=True, default=MAX_CONCURRENT)
 
     def fetch_url(self, repo_url):
         """The URL the mirror uses: a local path becomes file:// when shallow, else git ignores --depth."""

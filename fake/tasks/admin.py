@@ -1,7 +1,7 @@
 """Tasks for people: ``unlock`` a stale lock, list ``releases`` on every host."""
 
 from ..output import QUIET, console
-from ..remote import quote
+from ..shell import quote
 from ..state import env, registry
 from .decide import release_rows
 from .host import current_run, describe_lock, inspect, remote, stage_task

@@ -30,7 +30,7 @@ import uuid
 from ..env import current_scope
 from ..exceptions import ConfigError, HostError
 from ..output import console
-from ..remote import run_command
+from ..transport.exec import run_command
 from ..shell import Script, mkdir_if_missing, quote, remove_if_present
 from ..scm import strategy
 from ..scm.base import FETCH_DONE, HOUSEKEEPING_FAILED, Resolved, Target

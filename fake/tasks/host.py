@@ -10,10 +10,10 @@ import getpass
 import json
 import posixpath
 
-from ..env import current_scope, number
 from ..exceptions import ConfigError
 from ..registry import Task
-from ..remote import require_target, run_quiet
+from ..operations import here, timeout
+from ..transport.exec import run_quiet
 from ..shell import block, quote, remove_if_present, unblock
 from ..engine import current_run as active_run
 from ..scm.base import PROBE_PREFIX as SCM_PROBE_PREFIX
@@ -132,15 +132,6 @@ def probe_script(lock_info=None, scm=None, with_log=False):
         ]
     lines.append("exit 0")
     return "\n".join(lines) + "\n"
-
-
-def here():
-    scope = current_scope()
-    return require_target(scope, "a deploy step"), scope.host
-
-
-def timeout(key="command_timeout"):
-    return number(key, cenv.get(key), 0.001)
 
 
 def remote(command, label, gate=None, stdin=None):

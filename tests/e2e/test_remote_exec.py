@@ -1,4 +1,4 @@
-"""fake.remote.run_quiet over a real SSH connection: the lean path Fake's own commands take."""
+"""fake.transport.exec.run_quiet over a real SSH connection: the lean path Fake's own commands take."""
 
 import os
 import resource
@@ -8,8 +8,8 @@ import fabric
 import pytest
 
 from fake.exceptions import ControllerError, HostCommandError
-from fake.remote import run_quiet
-from fake.ssh import open_target
+from fake.transport.exec import run_quiet
+from fake.transport.ssh import open_target
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import time
 import pytest
 
 from fake.exceptions import ConfigError, MissingSetting
-from fake.remote import Script
+from fake.shell import Script
 from fake.shell import unblock
 from fake.scm import strategy
 from fake.scm.git import Git

@@ -398,21 +398,3 @@ def test_reset_clears_every_shared_layer():
     with settings(env, d=1):
         env.reset()
         assert env.keys() == []
-
-
-@pytest.mark.parametrize("value, expected", [
-    (None, None), (True, True), (False, False), ("false", False), ("no", False), ("0", False),
-    ("True", True), ("yes", True), ("1", True), ("on", True),
-])
-def test_flag_reads_command_line_booleans(value, expected):
-    from fake.env import flag
-
-    assert flag("forward_agent", value) is expected
-
-
-def test_flag_refuses_anything_else():
-    from fake.env import flag
-    from fake.exceptions import ConfigError
-
-    with pytest.raises(ConfigError, match="env.forward_agent must be true or false, got 'maybe'"):
-        flag("forward_agent", "maybe")

@@ -103,7 +103,7 @@ def test_api_objects_are_the_shared_ones():
     from fake import exceptions, state
     from fake.env import CallableEnv
     from fake.registry import roles, runs_once
-    from fake.remote import cd
+    from fake.transport.exec import cd
     from fake.engine import execute
 
     assert api.env is state.env

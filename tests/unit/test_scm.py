@@ -12,8 +12,8 @@ import tarfile
 import pytest
 
 from fake.exceptions import ConfigError, ControllerError
-from fake.remote import Script
-from fake.ssh import LocalTarget
+from fake.shell import Script
+from fake.transport.local import LocalTarget
 from fake.shell import unblock
 from fake.engine import Run
 from fake.scm import Copy, Git, Strategy, Target, strategy

@@ -1,4 +1,4 @@
-"""Opening a host: SSH connections checked the way OpenSSH checks them, and the local target.
+"""Opening a host: SSH connections checked the way OpenSSH checks them (or the local target).
 
 Fabric accepts any host key; Fake reads known_hosts and refuses a changed
 key (and an unknown one under ``StrictHostKeyChecking yes``). Every
@@ -6,20 +6,20 @@ failure to connect becomes one ConnectError naming the host and why.
 """
 
 import os
-import shutil
 import socket
 import threading
 import time
 
-import invoke
 import paramiko
 import paramiko.agent
 from fabric import Connection
 
-from .exceptions import ConnectError
-from .remote import LOCAL, HostCommands, _TimedOut
+from ..exceptions import ConnectError
+from .channel import exec_ssh
+from .exec import HostCommands, TimedOut
+from .local import LOCAL, LocalTarget
 
-__all__ = ["HostConnection", "LocalTarget", "open_target", "check_host_keys", "describe_connect_error"]
+__all__ = ["HostConnection", "open_target", "check_host_keys", "describe_connect_error"]
 
 
 class HostConnection(HostCommands, Connection):
@@ -41,13 +41,16 @@ class HostConnection(HostCommands, Connection):
         if channel is None:
             left = None if timeout is None else timeout - (time.monotonic() - started)
             if left is not None and left <= 0:
-                raise _TimedOut()  # reported as the command's timeout
+                raise TimedOut()  # reported as the command's timeout
             channel = self.transport.open_session(timeout=left)
         self.open_spare()
         if self.forward_agent:
             # As Fabric does: git over SSH on the host may need the forwarded agent.
             channel.fake_agent = paramiko.agent.AgentRequestHandler(channel)
         return channel
+
+    def exec_captured(self, command, timeout=None, before_exec=None, on_line=None, stdin=None):
+        return exec_ssh(self, command, timeout, before_exec, on_line, stdin)
 
     def open_spare(self):
         """Start opening the next session channel, unless one is on its way."""
@@ -95,42 +98,6 @@ class _Spare:
         if channel is None or channel.closed or not channel.active:
             return None
         return channel
-
-
-class LocalTarget(HostCommands, invoke.Context):
-    """The built-in ``local`` host: commands run here, without SSH."""
-
-    host = LOCAL
-    fake_host = LOCAL
-    user = None
-
-    def __init__(self, config=None):
-        super().__init__(config=config)
-
-    @property
-    def is_connected(self):
-        return True
-
-    def open(self):
-        pass
-
-    def close(self):
-        pass
-
-    def put(self, local, remote=None, preserve_mode=True):
-        remote = os.path.expanduser(remote or os.path.basename(local))
-        if os.path.isdir(remote):
-            remote = os.path.join(remote, os.path.basename(local))
-        shutil.copy2(local, remote) if preserve_mode else shutil.copyfile(local, remote)
-        return remote
-
-    def get(self, remote, local=None, preserve_mode=True):
-        remote = os.path.expanduser(remote)
-        local = local or os.path.basename(remote)
-        if os.path.isdir(local):
-            local = os.path.join(local, os.path.basename(remote))
-        shutil.copy2(remote, local) if preserve_mode else shutil.copyfile(remote, local)
-        return local
 
 
 def open_target(host, config, user=None, port=None, key_filename=None,
@@ -224,6 +191,7 @@ def check_host_keys(conn):
 
 
 def describe_connect_error(conn, error, timeout=None):
+    """Why connecting failed, in one line: the ConnectError the user sees instead of a traceback."""
     where = f"{conn.host}:{conn.port}"
     if isinstance(error, socket.gaierror):
         return f"cannot resolve host name {conn.host!r}: {error.strerror or error}"

@@ -1,4 +1,4 @@
-"""fake.remote: quoting, cd(), Script and PrefixedStream.
+"""fake.transport and fake.shell: quoting, cd(), Script, PrefixedStream, one command on the local target.
 
 Quoting and scripts are proved by running the produced shell text with a
 local ``/bin/sh`` (no SSH): what comes back must be exactly what went in.
@@ -10,7 +10,8 @@ import subprocess
 
 import pytest
 
-from fake.remote import PrefixedStream, Script, cd, join, prefixed, quote, quote_path, with_cwd
+from fake.shell import Script, join, quote, quote_path
+from fake.transport.exec import PrefixedStream, cd, prefixed, with_cwd
 
 NASTY = [
     "plain",
@@ -291,7 +292,7 @@ class SudoTarget:
 
 
 def test_sudo_wraps_the_whole_command_so_cd_and_lists_run_as_the_user():
-    from fake.remote import run_command
+    from fake.transport.exec import run_command
 
     target = SudoTarget()
     with cd("/srv/my app"):
@@ -302,7 +303,7 @@ def test_sudo_wraps_the_whole_command_so_cd_and_lists_run_as_the_user():
 def test_sudo_without_cd_sends_the_command_as_given_and_checks_the_user():
     """sudoers rules for exact commands (NOPASSWD: /usr/bin/systemctl restart app) must still match."""
     from fake.exceptions import ConfigError
-    from fake.remote import run_command
+    from fake.transport.exec import run_command
 
     target = SudoTarget()
     run_command(target, "systemctl restart app", host="h", sudo=True, hide=True)
@@ -315,13 +316,13 @@ def test_sudo_without_cd_sends_the_command_as_given_and_checks_the_user():
 def local_target(**run_env):
     from invoke import Config
 
-    from fake.ssh import LocalTarget
+    from fake.transport.local import LocalTarget
 
     return LocalTarget(config=Config(overrides={"run": {"env": run_env}}))
 
 
 def test_run_quiet_captures_output_and_feeds_lines_in_order():
-    from fake.remote import run_quiet
+    from fake.transport.exec import run_quiet
 
     seen = []
     result = run_quiet(local_target(), "echo one; echo two >&2; printf 'three\\nfour'", host="h", on_line=seen.append)
@@ -331,7 +332,7 @@ def test_run_quiet_captures_output_and_feeds_lines_in_order():
 
 def test_run_quiet_names_the_failed_step_and_never_passes_silently(tmp_path):
     from fake.exceptions import HostCommandError
-    from fake.remote import run_quiet
+    from fake.transport.exec import run_quiet
 
     script = Script().add("fine", "true").add("copy things", f"cp /nonexistent-fake {quote(str(tmp_path))}")
     with pytest.raises(HostCommandError) as err:
@@ -341,7 +342,7 @@ def test_run_quiet_names_the_failed_step_and_never_passes_silently(tmp_path):
 
 
 def test_run_quiet_runs_before_exec_first_and_applies_run_env(tmp_path):
-    from fake.remote import run_quiet
+    from fake.transport.exec import run_quiet
 
     flag = tmp_path / "slot"
     result = run_quiet(local_target(FAKE_X="a b;c"), f"cat {quote(str(flag))}; echo \"$FAKE_X\"", host="h",
@@ -353,7 +354,7 @@ def test_run_quiet_times_out_with_the_host_named():
     import time
 
     from fake.exceptions import HostCommandError
-    from fake.remote import run_quiet
+    from fake.transport.exec import run_quiet
 
     started = time.monotonic()
     with pytest.raises(HostCommandError, match=r"timed out after 0.3s") as err:
@@ -363,10 +364,62 @@ def test_run_quiet_times_out_with_the_host_named():
 
 
 def test_run_quiet_streams_a_file_to_stdin(tmp_path):
-    from fake.remote import run_quiet
+    from fake.transport.exec import run_quiet
 
     data = tmp_path / "payload"
     data.write_bytes(bytes(range(256)) * 1000)
     result = run_quiet(local_target(), "wc -c; cat >/dev/null", host="h", stdin=str(data))
     assert result.stdout.strip() == "256000"
     assert run_quiet(local_target(), "wc -c", host="h").stdout.strip() == "0"  # no stdin: EOF at once
+
+
+# -- operations: the current host, and how long its commands may take ----------------
+def test_here_names_the_call_outside_a_host_and_gives_connection_and_host_inside():
+    from fake.env import HostScope, host_scope
+    from fake.exceptions import ConfigError
+    from fake.operations import here
+
+    with pytest.raises(ConfigError) as err:
+        here("run('uptime')")
+    assert str(err.value) == "run('uptime') needs a host: give -H HOST or -R ROLE"
+    scope = HostScope("local")
+    scope.connection = local_target()
+    with host_scope(scope):
+        assert here() == (scope.connection, "local")
+
+
+@pytest.mark.parametrize("given, key, values, expected", [
+    (None, "command_timeout", {}, None),
+    (None, "command_timeout", {"command_timeout": "30"}, 30),
+    (None, "command_timeout", {"command_timeout": ""}, None),
+    (5, "command_timeout", {"command_timeout": "30"}, 5),
+    (None, "healthcheck_timeout", {"command_timeout": "30", "healthcheck_timeout": "2.5"}, 2.5),
+])
+def test_timeout_is_the_given_one_or_the_setting(given, key, values, expected):
+    from fake.operations import timeout
+    from fake.state import env
+
+    env.update(values)
+    assert timeout(key, given=given) == expected
+
+
+def test_run_uses_command_timeout_and_refuses_a_bad_one():
+    import time
+
+    from fake.env import HostScope, host_scope
+    from fake.exceptions import ConfigError, HostCommandError
+    from fake.operations import run, test
+    from fake.state import env
+
+    scope = HostScope("local")
+    scope.connection = local_target()
+    with host_scope(scope):
+        env.command_timeout = "0.3"
+        started = time.monotonic()
+        with pytest.raises(HostCommandError, match=r"\[local\] sleep 5 exited -: timed out after 0.3s"):
+            run("sleep 5", hide=True)
+        assert time.monotonic() - started < 3
+        assert test("true", timeout=5)
+        env.command_timeout = "soon"
+        with pytest.raises(ConfigError, match="env.command_timeout must be a number, got 'soon'"):
+            run("true")
