@@ -10,6 +10,7 @@
     ├── ControllerError            work on this machine for a deploy failed (build, archive)
     ├── HostError                  something failed on one named host
     │   ├── ConnectError           could not open or keep the SSH connection
+    │   ├── HostBusy               another run holds the host (its deploy lock); waiting may help
     │   ├── HostCommandError       a command exited non-zero
     │   └── TaskFailed             a task raised something that is not a FakeError
     ├── StepFailed                 a task failed on some hosts; one line per host
@@ -29,6 +30,7 @@ __all__ = [
     "ControllerError",
     "HostError",
     "ConnectError",
+    "HostBusy",
     "HostCommandError",
     "TaskFailed",
     "StepFailed",
@@ -99,6 +101,10 @@ def on_host(host, error):
 
 class ConnectError(HostError):
     pass
+
+
+class HostBusy(HostError):
+    """Another run holds this host; with ``--lock-wait`` the flow tries again."""
 
 
 class HostCommandError(HostError):

@@ -47,6 +47,18 @@ def parse_set(text):
     return values
 
 
+def _seconds(flag, text):
+    if text in (None, ""):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1
+    if not value >= 0 or value == float("inf"):
+        raise ConfigError(f"{flag} wants a number of seconds, got {text!r}")
+    return value
+
+
 class _OnHosts:
     """What Invoke calls for a :class:`HostsCall`: the Fake call, on its hosts, through the run."""
 
@@ -107,7 +119,9 @@ class Executor(invoke.Executor):
             raise ConfigError(f"-P/--parallel wants a number of hosts >= 1, got {parallel}")
         self.run = Run(env, state.registry, self.config, hosts=hosts, roles=selected_roles,
                        parallel=parallel, debug=bool(args.debug.value),
-                       dry_run=bool(args["dry-run"].value or args.dry.value))
+                       dry_run=bool(args["dry-run"].value or args.dry.value),
+                       lock_wait=_seconds("--lock-wait", args["lock-wait"].value),
+                       take_lock=bool(args["take-lock"].value))
         self._planned, self._begun = [], False
         from .console import setup_console  # the console needs the run's hosts for its secrets
 

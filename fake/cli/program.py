@@ -50,6 +50,10 @@ class Fab(fabric.main.Fab):
             Argument(names=("q", "quiet"), kind=bool, help="Show only failures and the summary."),
             Argument(names=("dry-run",), kind=bool,
                      help="Change nothing: read each host's state and print what would happen."),
+            Argument(names=("lock-wait",),
+                     help="Wait up to this many seconds for another run's deploy lock instead of failing."),
+            Argument(names=("take-lock",), kind=bool,
+                     help="Take over a deploy lock whose run is gone (same machine, its pid not running)."),
             Argument(names=("tree",), help="Print a task or flow with its hooks, and exit."),
             Argument(names=("report",), help="Write a JSON report of the run to this file."),
         ]

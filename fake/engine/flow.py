@@ -6,9 +6,10 @@ on the hosts that were reached. ``--dry-run`` reads each host and prints a
 plan instead (the flow's planner, registered by the library that fills it).
 """
 
+import random
 import time
 
-from ..exceptions import StepFailed
+from ..exceptions import HostBusy, StepFailed
 from ..output import console
 from ..registry import FlowCall
 from ..tree import render_tree
@@ -45,12 +46,42 @@ class FlowRunner:
                 self.preflight(group, hosts, roles)
 
     def run_flow(self, fcall, hosts):
-        """Run a flow's steps stage by stage; on failure clean up where reached."""
+        """Run a flow's steps stage by stage; on failure clean up where reached.
+
+        With ``--lock-wait``, a flow that failed only because other runs
+        hold some hosts (HostBusy) releases what it took and starts again
+        after a short random pause, until the wait is used up.
+        """
         run = self.run
         self.preflight([fcall], hosts)
         run.had_flow = True
         if run.dry_run:
             return self.plan(fcall, hosts)
+        deadline = time.monotonic() + run.lock_wait if run.lock_wait else None
+        waited = None
+        decided = {}  # error -> try again? (asked twice: before the clean-up, then after)
+
+        def again(error):
+            if id(error) not in decided:
+                decided[id(error)] = (error, deadline is not None and _busy_only(error)
+                                      and time.monotonic() < deadline)
+            return decided[id(error)][1]
+
+        while True:
+            try:
+                return self._run_once(fcall, hosts, again)
+            except StepFailed as e:
+                if not again(e):
+                    raise
+                holder = next(iter(e.failures.values())).reason
+                if holder != waited:
+                    run.say(f"waiting up to {run.lock_wait:g}s for the lock: {holder}", err=True)
+                    waited = holder
+                run.report.forget(hosts)
+                time.sleep(min(random.uniform(0.3, 1.5), max(0.0, deadline - time.monotonic())))
+
+    def _run_once(self, fcall, hosts, again):
+        run = self.run
         flow = FlowState(fcall, hosts, run.call_roles(fcall), run)
         token = flow.activate()
         try:
@@ -72,7 +103,7 @@ class FlowRunner:
             try:
                 if run.scheduler.aborted:
                     pass  # a second Ctrl-C: no clean-up while commands may still run
-                elif flow.failure is not None and fcall.on_failure:
+                elif flow.failure is not None and fcall.on_failure and not again(flow.failure):
                     self._cleanup(flow, fcall.on_failure, reached, then=fcall.final)
             finally:
                 if fcall.final and not run.scheduler.aborted:
@@ -115,6 +146,12 @@ class FlowRunner:
                                                prepare=run.carry())
             for host, err in failures.items():
                 run.say(f"[{host}] cleanup {call.name} failed too: {err}", err=True)
+
+
+def _busy_only(error):
+    """A step that failed only because other runs hold its hosts."""
+    return (isinstance(error, StepFailed) and error.failures
+            and all(isinstance(e, HostBusy) for e in error.failures.values()))
 
 
 def tasks_after(flow):

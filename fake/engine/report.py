@@ -38,6 +38,12 @@ class Report:
             per_host = self.timings.setdefault(host, {})
             per_host[key] = per_host.get(key, 0.0) + seconds
 
+    def forget(self, hosts):
+        """Outcomes of ``hosts`` start over (a flow tried again)."""
+        with self._lock:
+            for host in hosts:
+                self.outcome.pop(host, None)
+
     def settle(self, results=(), failures=None, skipped=(), interrupted=None):
         """Record how a step ended on each host: ok unless something worse is known."""
         with self._lock:

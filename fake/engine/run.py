@@ -47,13 +47,15 @@ class Run:
     """One invocation: selected hosts, their scopes and connections, and what happened."""
 
     def __init__(self, env, registry, config=None, hosts=(), roles=(), parallel=None,
-                 debug=False, dry_run=False):
+                 debug=False, dry_run=False, lock_wait=None, take_lock=False):
         self.env = env
         self.registry = registry
         self.config = config if config is not None else invoke.Config()
         self.hosts = list(hosts)
         self.debug = debug
         self.dry_run = dry_run
+        self.lock_wait = lock_wait  # seconds a flow may wait for other runs' locks (--lock-wait)
+        self.take_lock = take_lock  # take over a lock whose run is gone (--take-lock)
         self.scopes = Scopes(env, roles)
         self.pool = Pool(env, self.config)
         self.scheduler = Scheduler(parallel, say=lambda line: self.say(line, err=True))

@@ -291,3 +291,48 @@ def test_host_strings_and_role_order():
     assert split_host("deploy@web1:2222") == ("deploy", "web1", "2222")
     assert split_host("web1") == (None, "web1", None)
     assert merge_roles(["a", "b"], ["c", "a"]) == ["b", "c", "a"]
+
+
+# -- waiting for other runs' locks ------------------------------------------------------
+def _busy_registry(log, busy_attempts):
+    reg = Registry()
+    attempts = {"n": 0}
+
+    @reg.task(name="take")
+    def take():
+        from fake.exceptions import HostBusy
+
+        if env.host_string == "h1":  # h1 runs first: hosts start in order
+            attempts["n"] += 1
+        log.append(("take", env.host_string))
+        if env.host_string == "h2" and attempts["n"] <= busy_attempts:
+            raise HostBusy("h2", "locked by someone@elsewhere")
+
+    for name in ("work", "undo", "release"):
+        reg.task(name=name)(lambda name=name: log.append((name, env.host_string)))
+    reg.flow("take", "work", on_failure="undo", final="release", name="go")(lambda: None)
+    return reg
+
+
+def test_a_flow_blocked_by_another_runs_lock_tries_again_while_lock_wait_lasts():
+    log = []
+    reg = _busy_registry(log, busy_attempts=2)
+    with make_run(reg, hosts=["h1", "h2"], lock_wait=30) as run:
+        run.pool.opened = ["h1", "h2"]
+        run.run_calls(reg.expand("go"), ["h1", "h2"])
+        assert run.report.outcome == {"h1": "ok", "h2": "ok"}
+    assert sum(1 for e in log if e == ("take", "h1")) == 3
+    assert sum(1 for e in log if e == ("release", "h1")) == 3  # the locks it got are given back each time
+    assert not any(e[0] == "undo" for e in log)  # no failure clean-up (nor its hooks) for a wait
+    assert sum(1 for e in log if e[0] == "work") == 2
+
+
+def test_without_lock_wait_a_busy_host_fails_the_flow_and_cleans_up():
+    log = []
+    reg = _busy_registry(log, busy_attempts=1)
+    with make_run(reg, hosts=["h1", "h2"]) as run:
+        run.pool.opened = ["h1", "h2"]
+        with pytest.raises(StepFailed) as err:
+            run.run_calls(reg.expand("go"), ["h1", "h2"])
+    assert "locked by someone@elsewhere" in str(err.value)
+    assert ("undo", "h1") in log and not any(e[0] == "work" for e in log)
