@@ -302,9 +302,9 @@ def _busy_registry(log, busy_attempts):
     def take():
         from fake.exceptions import HostBusy
 
-        if env.host_string == "h1":  # h1 runs first: hosts start in order
-            attempts["n"] += 1
         log.append(("take", env.host_string))
+        if env.host_string == "h2":
+            attempts["n"] += 1
         if env.host_string == "h2" and attempts["n"] <= busy_attempts:
             raise HostBusy("h2", "locked by someone@elsewhere")
 
