@@ -171,9 +171,5 @@ class Executor(invoke.Executor):
         if self._begun:
             return
         self._begun = True
-        # Invoke has loaded the collection's and the environment's config for
-        # this call; the connections get a copy of it as it is now, which
-        # Invoke's merges before later calls never empty under their threads.
-        self.run.pool.config = self.config.clone()
         self.run.flows.preflight(self._planned, self.run.hosts)
         self.run.connect_all(self.run.hosts)

@@ -54,16 +54,18 @@ class PrefixedStream:
         self.host = host
         self.err = err
         self.buf = ""
+        # Invoke's reader threads write here; they do not carry the run's context.
+        self.console = console()
 
     def write(self, data):
         self.buf += data
         *lines, self.buf = self.buf.split("\n")
         if lines:
-            console().host_lines(self.host, lines, err=self.err, log=False)
+            self.console.host_lines(self.host, lines, err=self.err, log=False)
 
     def flush(self):
         if self.buf:
-            console().host_lines(self.host, [self.buf], err=self.err, log=False)
+            self.console.host_lines(self.host, [self.buf], err=self.err, log=False)
             self.buf = ""
 
 

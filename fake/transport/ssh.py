@@ -19,7 +19,8 @@ from .channel import exec_ssh
 from .exec import HostCommands, TimedOut
 from .local import LOCAL, LocalTarget
 
-__all__ = ["HostConnection", "open_target", "check_host_keys", "describe_connect_error"]
+__all__ = ["HostConnection", "open_target", "check_host_keys", "describe_connect_error",
+           "connection_kwargs"]
 
 
 class HostConnection(HostCommands, Connection):
@@ -32,6 +33,10 @@ class HostConnection(HostCommands, Connection):
     """
 
     _spare = None
+    # A real attribute, so Fabric's `self.inline_ssh_env = ...` stays on the
+    # connection: an unknown attribute is written into the shared config,
+    # and that write re-merges it while other hosts' threads read it.
+    inline_ssh_env = None
 
     def create_session(self, timeout=None):
         with _spare_lock:
@@ -105,30 +110,14 @@ def open_target(host, config, user=None, port=None, key_filename=None,
     """An open connection to ``host``, or ConnectError naming it and why."""
     if host == LOCAL:
         return LocalTarget(config=config)
-    connect_kwargs = {}
-    if key_filename:
-        connect_kwargs["key_filename"] = (
-            [key_filename] if isinstance(key_filename, str) else list(key_filename)
-        )
-    if connect_timeout and "timeout" in config.connect_kwargs:
-        connect_timeout = None  # -t given: Fabric already has it
-    if connect_timeout is None and "timeout" not in config.connect_kwargs and not config.timeouts.connect:
-        # ssh_config's ConnectTimeout wins when present (Connection reads it);
-        # otherwise wait 10 s rather than the OS's minutes.
-        connect_timeout = None if _ssh_connect_timeout(config, host) else 10
-    wait = connect_timeout or config.connect_kwargs.get("timeout")
-    if wait:
-        # A host that accepts TCP but never speaks SSH must fail as fast as
-        # one that does not answer (Paramiko waits 15 s for the banner).
-        connect_kwargs.setdefault("banner_timeout", wait)
-        connect_kwargs.setdefault("auth_timeout", wait)
+    connect_kwargs, connect_timeout = connection_kwargs(config, host, key_filename, connect_timeout)
     try:
         conn = HostConnection(
             host,
             user=user,
             port=int(port) if port else None,
             config=config,
-            connect_kwargs=connect_kwargs or None,
+            connect_kwargs=connect_kwargs,
             forward_agent=forward_agent,
             connect_timeout=connect_timeout,
         )
@@ -147,6 +136,33 @@ def open_target(host, config, user=None, port=None, key_filename=None,
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     conn.open_spare()  # the first command's channel opens while other hosts still connect
     return conn
+
+
+def connection_kwargs(config, host, key_filename=None, connect_timeout=None):
+    """Paramiko's connect() arguments for ``host``, and the connect timeout to give Fabric."""
+    # Never None or empty: given no connect_kwargs, Fabric adds ssh_config's
+    # IdentityFile to the *config's* dict, and that write re-merges the config
+    # while other hosts' threads read it (they then see it empty). The config's
+    # own keys are added by Fabric, so they are left out here.
+    connect_kwargs = {k: v for k, v in config.connect_kwargs.items() if k != "key_filename"}
+    connect_kwargs.setdefault("look_for_keys", True)  # paramiko's default, said out loud
+    if key_filename:
+        connect_kwargs["key_filename"] = (
+            [key_filename] if isinstance(key_filename, str) else list(key_filename)
+        )
+    if connect_timeout and "timeout" in config.connect_kwargs:
+        connect_timeout = None  # -t given: Fabric already has it
+    if connect_timeout is None and "timeout" not in config.connect_kwargs and not config.timeouts.connect:
+        # ssh_config's ConnectTimeout wins when present (Connection reads it);
+        # otherwise wait 10 s rather than the OS's minutes.
+        connect_timeout = None if _ssh_connect_timeout(config, host) else 10
+    wait = connect_timeout or config.connect_kwargs.get("timeout")
+    if wait:
+        # A host that accepts TCP but never speaks SSH must fail as fast as
+        # one that does not answer (Paramiko waits 15 s for the banner).
+        connect_kwargs.setdefault("banner_timeout", wait)
+        connect_kwargs.setdefault("auth_timeout", wait)
+    return connect_kwargs, connect_timeout
 
 
 class _AcceptNew(paramiko.MissingHostKeyPolicy):

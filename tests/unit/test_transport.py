@@ -423,3 +423,20 @@ def test_run_uses_command_timeout_and_refuses_a_bad_one():
         env.command_timeout = "soon"
         with pytest.raises(ConfigError, match="env.command_timeout must be a number, got 'soon'"):
             run("true")
+
+
+def test_making_a_connection_never_writes_the_shared_config(tmp_path):
+    """Fabric adds ssh_config's IdentityFile to the config's own connect_kwargs when it is
+    given none; that write re-merges a config other hosts' threads are reading."""
+    import fabric
+
+    from fake.transport.ssh import HostConnection, connection_kwargs
+
+    ssh_config = tmp_path / "ssh_config"
+    ssh_config.write_text("Host web1\n  HostName 127.0.0.1\n  IdentityFile /tmp/some-key\n  ConnectTimeout 5\n")
+    config = fabric.Config(runtime_ssh_path=str(ssh_config))
+    config.load_ssh_config()
+    kwargs, timeout = connection_kwargs(config, "web1")
+    conn = HostConnection("web1", config=config, connect_kwargs=kwargs, connect_timeout=timeout)
+    assert conn.connect_kwargs["key_filename"] == ["/tmp/some-key"]
+    assert "key_filename" not in config.connect_kwargs and not config._modifications
