@@ -72,10 +72,6 @@ def showset():
     print("value=%s on %s" % (env.get('value'), env.host_string))
 
 @task
-def nap():
-    run('sleep 1')
-
-@task
 def order():
     run('echo order-%s' % env.host_string)
     time.sleep(0.2)
@@ -245,15 +241,36 @@ def test_one_connection_per_host_for_tasks_and_hooks(fab, project, make_fleet):
     assert host.accepted_count() - before == 1, explain(proc) + host.log_text()
 
 
-def test_four_hosts_sleeping_one_second_finish_together(fab, project, make_fleet):
+def test_four_hosts_run_the_task_at_the_same_time(fab, project, make_fleet):
+    """A task runs on all four hosts at once: every host starts it before any finishes.
+
+    Each host notes in its own /srv when its command starts and ends. In
+    between, it checks in at a directory the hosts share and waits until all
+    four have checked in, giving up after 15 s. Run in parallel, every host
+    ends after every host started, however slow the machine; run one or two
+    at a time, the first gives up and ends before the last starts.
+    """
     fleet = make_fleet(4)
-    write(project, FLEET)
-    names = ",".join(h.name for h in fleet.hosts)
-    started = time.monotonic()
-    proc = fab(["-H", names, "nap"], fleet=fleet)
-    elapsed = time.monotonic() - started
+    meeting = project / "meeting"
+    meeting.mkdir()
+    meeting.chmod(0o777)  # hosts log in as the unprivileged test user
+    write(project, f"""
+        from fake.api import env, run, task
+
+        @task
+        def meet():
+            run("date +%s.%N > /srv/start; touch {meeting}/" + env.host_string + "; "
+                "limit=$(($(date +%s) + 15)); "
+                "while [ $(ls {meeting} | wc -l) -lt 4 ] && [ $(date +%s) -lt $limit ]; do sleep 0.05; done; "
+                "date +%s.%N > /srv/end")
+    """)
+    names = [h.name for h in fleet.hosts]
+    proc = fab(["-H", ",".join(names), "meet"], fleet=fleet)
     assert proc.returncode == 0, explain(proc)
-    assert elapsed < 3.0, f"took {elapsed:.2f}s" + explain(proc)
+    assert sorted(p.name for p in meeting.iterdir()) == sorted(names), explain(proc)
+    started = {h.name: float(h.sh("cat /srv/start")) for h in fleet.hosts}
+    ended = {h.name: float(h.sh("cat /srv/end")) for h in fleet.hosts}
+    assert max(started.values()) < min(ended.values()), f"started {started}\nended {ended}" + explain(proc)
 
 
 def test_env_written_by_a_task_stays_on_its_host(fab, project, fleet3):
