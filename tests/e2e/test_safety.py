@@ -104,11 +104,12 @@ def test_switch_failing_on_one_host_puts_the_others_back(fab, app, repo):
 
 # -- the lock -------------------------------------------------------------------------------------
 def test_two_deploys_started_together_never_both_win(fab, project, app, repo):
-    fleet = app()
+    # Each holds its locks a second in `started`, so the two always overlap.
+    fleet = app(extra=sabotage_hook("hold", "started", "__import__('time').sleep(1)"))
     ok(deploy(fab, fleet, "deploy"))
     commit(repo, {"app.py": "print('v2')\n"}, "v2")
-    a = popen(project, fleet, "-R", "production", "deploy")
-    b = popen(project, fleet, "-R", "production", "deploy")
+    a = popen(project, fleet, "-R", "production", "deploy", env={"BREAK": "hold"})
+    b = popen(project, fleet, "-R", "production", "deploy", env={"BREAK": "hold"})
     out_a, err_a = a.communicate(timeout=60)
     out_b, err_b = b.communicate(timeout=60)
     wins = [p.returncode == 0 for p in (a, b)]
