@@ -4,8 +4,10 @@ from ..output import QUIET, console
 from ..remote import quote
 from ..state import env, registry
 from .decide import release_rows
-from .host import current_run, describe_lock, inspect, remote, stage_task
+from .commands import current_run, send, stage_task
 from .layout import check_settings, lock_path, releases_path
+from .lock import describe_lock
+from .probe import inspect
 
 __all__ = ["unlock", "releases"]
 
@@ -15,7 +17,7 @@ def unlock():
     """Remove the deploy lock, whoever holds it (after a crashed deploy)."""
     check_settings()
     lock = quote(lock_path())
-    result = remote(f'if [ -f {lock} ]; then echo "now $(date +%s)"; cat {lock}; rm -f -- {lock}; fi\n', "unlock")
+    result = send(f'if [ -f {lock} ]; then echo "now $(date +%s)"; cat {lock}; rm -f -- {lock}; fi\n', "unlock")
     lines = result.stdout.splitlines()
     if not lines:
         print(f"[{env.host_string}] no lock at {lock_path()}")

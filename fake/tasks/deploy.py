@@ -15,8 +15,9 @@ Remote work per host: one read-only probe that also takes the lock
 last of them also releases the lock when nothing of the fabfile runs after
 it. Everything else is decided locally.
 
-The pieces: ``layout`` (paths and settings), ``host`` (the probe and Fake's
-own commands), ``decide`` (pure choices), this module (the stage tasks),
+The pieces: ``layout`` (paths and settings), ``probe`` (the one read),
+``commands`` (Fake's own commands), ``lock``, ``decide`` (pure choices),
+this module (the stage tasks),
 ``recover`` (after a failure), ``admin`` (unlock, releases) and ``plan``
 (--dry-run).
 """
@@ -40,14 +41,13 @@ from .framework import (  # noqa: F401  (re-exported for fabfiles)
     deploy, ended, failed, finished, finishing, finishing_rollback, published,
     publishing, reverted, reverting, rollback, started, starting, updated, updating,
 )
-from .host import (
-    Gate, current_run, describe_lock, facts, here, inspect, log_line, remote, stage_task, switch_steps, timeout,
-    unlock_hint, unlock_if_last, unlock_shell, user, where,
-)
+from .commands import Gate, current_run, here, log_line, send, stage_task, switch_steps, timeout, user, where
 from .layout import (  # noqa: F401  (paths are part of the fabfile API)
     BAD_MARKER, RELEASE_NAME, cenv, check_settings, current_path, deploy_path, linked_paths,
     lock_path, release_path, releases_path, repo_path, shared_path,
 )
+from .lock import describe_lock, unlock_hint, unlock_if_last, unlock_shell
+from .probe import facts, inspect
 
 __all__ = [
     "env", "before", "after", "deploy", "rollback", "unlock", "releases",
@@ -186,7 +186,7 @@ def _update():
     revision = scm.revision(Resolved(sha, ref, None))
     script.add("write REVISION", f"printf '%s\\n' {quote(revision)} > {quote(posixpath.join(release, 'REVISION'))}")
     _link_steps(script, release, [path for _, path in links])
-    remote(script.render(), "deploy:update", gate=Gate(scm.limit(), FETCH_DONE), stdin=script.stdin)
+    send(script.render(), "deploy:update", gate=Gate(scm.limit(), FETCH_DONE), stdin=script.stdin)
 
 
 def _link_steps(script, release, paths):
@@ -223,7 +223,7 @@ def _symlink():
     script = Script()
     script.argv("release exists", "test", "-d", release_path(name))
     switch_steps(script, name)
-    remote(script.render(), "switch current")
+    send(script.render(), "switch current")
     env.fake_published = True
 
 
@@ -243,7 +243,7 @@ def _finish():
         script.argv("remove old releases", "rm", "-rf", "--", *[release_path(n) for n in doomed])
     scm.housekeeping(script, repo_path())
     unlocks = unlock_if_last(script)
-    result = remote(script.render(), "deploy:finish")
+    result = send(script.render(), "deploy:finish")
     env.removed_releases = doomed
     env.fake_unlocked = unlocks
     if HOUSEKEEPING_FAILED in result.stdout.splitlines():
@@ -292,7 +292,7 @@ def _archive_rolled_back():
     line = f"{user()} rolled back to release {target}"
     log_line(script, "log rollback", line)
     unlocks = unlock_if_last(script)
-    remote(script.render(), "finishing rollback")
+    send(script.render(), "finishing rollback")
     env.fake_unlocked = unlocks
 
 
@@ -326,7 +326,7 @@ def _unlock_own():
         return  # no probe ran in this flow, so no lock of ours can exist
     if env.get("fake_unlocked"):
         return  # the flow's last command already removed it
-    remote(unlock_shell(token), "release lock")
+    send(unlock_shell(token), "release lock")
 
 
 after("starting", "deploy:check")

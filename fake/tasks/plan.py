@@ -11,8 +11,10 @@ import posixpath
 from ..scm import strategy
 from ..state import env, registry
 from .decide import next_release_name, releases_to_remove, rollback_plan
-from .host import current_run, describe_lock, inspect
+from .commands import current_run
 from .layout import cenv, deploy_path, linked_paths, shared_path
+from .lock import describe_lock
+from .probe import inspect
 
 __all__ = []
 

@@ -12,7 +12,8 @@ import posixpath
 from ..scm import strategy
 from ..shell import Script, join, quote
 from ..state import env, registry
-from .host import current_run, final_unlock, log_line, remote, stage_task, switch_steps, unlock_if_last, user
+from .commands import current_run, log_line, send, stage_task, switch_steps, user
+from .lock import final_unlock, unlock_if_last
 from .layout import BAD_MARKER, RELEASE_NAME, cenv, current_path, deploy_path, release_path
 
 __all__ = []
@@ -80,7 +81,7 @@ def _send_checked(lines, label):
     unlock = final_unlock()
     if unlock is not None:
         lines = lines + ["fake_rc=$?", unlock.rstrip("\n"), "exit $fake_rc"]
-    remote("\n".join(lines) + "\n", label)
+    send("\n".join(lines) + "\n", label)
     env.fake_unlocked = unlock is not None
 
 
@@ -98,7 +99,7 @@ def _switch_back(name, previous, mark_bad=True):
     line = f"Release {name} was switched back to {shown} after a failed {what} by {user()}"
     log_line(script, "log revert", line)
     unlocks = unlock_if_last(script)
-    remote(script.render(), "switch back")
+    send(script.render(), "switch back")
     env.fake_unlocked = unlocks
     env.fake_published = False
     current_run().note(env.host_string, f"switched back to {_link_name(previous) or 'no release'}"

@@ -22,7 +22,8 @@ from fake.scm import strategy
 from fake.scm.git import Git
 from fake.state import env
 from fake.tasks.decide import next_release_name, releases_to_remove, rollback_target
-from fake.tasks.host import HostState, describe_lock, probe_script
+from fake.tasks.lock import describe_lock
+from fake.tasks.probe import HostState, probe_script
 from fake.tasks.layout import deploy_path, linked_paths
 
 R1, R2, R3, R4, R5 = (f"2026010{i}000000" for i in range(1, 6))
