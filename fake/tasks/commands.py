@@ -17,7 +17,7 @@ from ..shell import quote, remove_if_present
 from ..state import env, registry
 from .layout import cenv, current_path, deploy_path
 
-__all__ = ["here", "timeout", "send", "Gate", "current_run", "user", "where", "stage_task", "log_line", "switch_steps"]
+__all__ = ["here", "timeout", "send", "Gate", "current_run", "user", "stage_task", "log_line", "switch_steps"]
 
 
 def here():
@@ -83,11 +83,6 @@ def user():
     return env.get("local_user") or getpass.getuser()
 
 
-def where():
-    roles = env.get("effective_roles") or []
-    return ",".join(roles) if roles else ",".join(current_run().flow_hosts())
-
-
 def stage_task(name, doc, **options):
     """Register one of Fake's named steps (``deploy:update``), hooked onto a stage elsewhere."""
     def decorate(fn):
@@ -114,3 +109,10 @@ def switch_steps(script, name=None, target=None):
     script.argv("ln -s", "ln", "-s", target, tmp)
     script.argv("mv -T", "mv", "-T", tmp, current_path())
 
+
+def restore_steps(script, previous):
+    """current back to the link text it had (``previous``), or removed if it had none."""
+    if previous:
+        switch_steps(script, target=previous)
+    else:
+        script.argv("remove current", "rm", "-f", current_path())

@@ -2,19 +2,20 @@
 
 The probe takes the lock (``probe.probe_script``); a flow releases it in
 its last command on a host when no fabfile task can run after that
-(:func:`unlock_if_last`), else ``deploy:unlock_own`` does in ``ended``.
-Either removes only a lock that holds this flow's token.
+(:func:`send_last`), else ``deploy:unlock_own`` does in ``ended``. Either
+removes only a lock that holds this flow's token.
 """
 
 import datetime
 import json
 
-from ..shell import quote
+from ..shell import Script, quote
 from ..state import env, registry
-from .commands import current_run
+from .commands import current_run, send
 from .layout import lock_path
+from .progress import deploy_state, shared
 
-__all__ = ["describe_lock", "unlock_hint", "unlock_shell", "final_unlock", "unlock_if_last"]
+__all__ = ["describe_lock", "unlock_hint", "unlock_shell", "final_unlock", "send_last"]
 
 
 def describe_lock(raw, now=None):
@@ -64,11 +65,10 @@ def final_unlock():
     ``deploy:unlock_own`` could run after it: then ``ended`` has nothing
     left to send, and the flow saves a round trip. A fabfile hook on
     ``finished`` or ``failed`` (a restart, say) keeps the lock until it is
-    done, as before. The caller sets ``env.fake_unlocked`` once the command
-    has run, so ``deploy:unlock_own`` sends nothing more.
+    done, as before.
     """
     later = current_run().tasks_after()
-    token = current_run().once("lock_token", lambda: None)
+    token = shared().lock_token
     if later is None or token is None:
         return None
     # deploy:failed may run here if this step fails on another host; past
@@ -79,10 +79,23 @@ def final_unlock():
     return unlock_shell(token)
 
 
-def unlock_if_last(script):
-    """Add the lock's release to ``script`` if it is the flow's last command here; True if added."""
-    shell = final_unlock()
-    if shell is None:
-        return False
-    script.add("release lock", shell.rstrip("\n"))
-    return True
+def send_last(commands, label):
+    """Send ``commands``, releasing the lock in the same command if it is the flow's last here.
+
+    ``commands`` is a Script, whose last step the release becomes (so it
+    runs only if every step did), or shell lines whose last one's status is
+    the command's: then the release runs whatever that status (a host that
+    could not be repaired is reported, and ``ended`` would release the lock
+    anyway). Once sent, ``deploy:unlock_own`` knows not to send another.
+    """
+    unlock = final_unlock()
+    if isinstance(commands, Script):
+        if unlock is not None:
+            commands.add("release lock", unlock.rstrip("\n"))
+        text = commands.render()
+    else:
+        tail = ["fake_rc=$?", unlock.rstrip("\n"), "exit $fake_rc"] if unlock is not None else []
+        text = "\n".join(list(commands) + tail) + "\n"
+    result = send(text, label)
+    deploy_state().unlocked = unlock is not None
+    return result

@@ -10,11 +10,10 @@ import posixpath
 
 from ..scm.base import PROBE_PREFIX as SCM_PROBE_PREFIX
 from ..shell import block, quote, unblock
-from ..state import env
-from .commands import current_run, send
+from .commands import send
 from .layout import BAD_MARKER, LOCK_FILE, RELEASE_NAME, cenv, deploy_path, linked_paths, repo_path, shared_path
 
-__all__ = ["HostState", "probe_script", "inspect", "facts"]
+__all__ = ["HostState", "probe_script", "inspect"]
 
 
 class HostState:
@@ -126,7 +125,3 @@ def probe_script(lock_info=None, scm=None, with_log=False):
 def inspect(lock_info=None, scm=None, with_log=False):
     result = send(probe_script(lock_info, scm, with_log), "inspect " + deploy_path())
     return HostState.parse(result.stdout)
-
-
-def facts():
-    return current_run().collect("fake_state").get(env.host_string) or HostState()
