@@ -14,7 +14,8 @@ these methods. ``fake.tasks.deploy`` calls them in this order:
    prints the line ``FETCH_DONE`` (or ends): print it once the step that
    needs the repository server is done;
 6. ``revision``: the text written to ``REVISION``; ``describe`` says what
-   was deployed, for the output and ``revisions.log``;
+   was deployed, for ``revisions.log``, and ``headline`` (``describe`` and
+   ``abbreviate``) for the deploy's banner;
 7. ``housekeeping``: steps added to the finishing command, once the release
    is live (print ``HOUSEKEEPING_FAILED`` rather than fail).
 
@@ -30,7 +31,8 @@ from collections import namedtuple
 from .. import settings
 from ..exceptions import ConfigError
 
-__all__ = ["Strategy", "Resolved", "Target", "once_per_deploy", "PROBE_PREFIX", "FETCH_DONE", "HOUSEKEEPING_FAILED"]
+__all__ = ["Strategy", "Resolved", "Target", "once_per_deploy", "in_sentence", "PROBE_PREFIX", "FETCH_DONE",
+           "HOUSEKEEPING_FAILED"]
 
 PROBE_PREFIX = "scm-"  # probe lines of this kind reach resolve()
 HOUSEKEEPING_FAILED = "fake-housekeeping-failed"  # printed by a housekeeping step that did not work
@@ -70,6 +72,15 @@ class Strategy:
     # -- the interface ---------------------------------------------------------
     def validate(self, repo_url, branch):
         """Raise ConfigError for unusable settings; runs before any connection."""
+        self.validate_branch(branch)
+
+    @staticmethod
+    def validate_branch(branch):
+        """A branch, tag or commit name that cannot be taken for an option or split by a shell."""
+        if branch is not None:
+            b = str(branch)
+            if not b or b.startswith("-") or any(ch.isspace() or ord(ch) < 32 for ch in b):
+                raise ConfigError(f"env.branch {branch!r} is not a usable branch, tag or commit name")
 
     def prepare_key(self, repo_url, branch):
         """What makes two hosts' prepared artifacts the same (roles may differ)."""
@@ -101,7 +112,7 @@ class Strategy:
         return resolved[0]
 
     def describe(self, ref, branch):
-        """'Branch master', 'Tag v1.4.0', 'Commit 1a2b3c4': what was deployed."""
+        """'Branch master', 'Tag v1.4.0', 'Commit 1a2b3c4': what was deployed, as revisions.log says it."""
         ref = ref or ""
         if ref.startswith("refs/heads/"):
             return "Branch " + ref[len("refs/heads/"):]
@@ -112,6 +123,14 @@ class Strategy:
         if ref.startswith("dir:"):
             return "Directory " + ref[4:]
         return f"Branch {branch or ref or 'HEAD'}"
+
+    def headline(self, resolved, branch):
+        """'main (1a2b3c4)', 'tag v1.4.0 (1a2b3c4)': what a deploy ships, for its banner."""
+        return f"{in_sentence(self.describe(resolved.ref, branch))} ({self.abbreviate(resolved.revision)})"
+
+    def abbreviate(self, revision):
+        """The short form of a revision a person reads: a commit id's first 7 characters."""
+        return revision[:7]
 
     def limit(self):
         """Held from the update command's start until it prints FETCH_DONE (e.g. to limit concurrent fetches)."""
@@ -125,24 +144,60 @@ class Strategy:
         return []
 
 
+def in_sentence(described):
+    """'Branch main' -> 'main', 'Tag v1.4.0' -> 'tag v1.4.0': a :meth:`Strategy.describe` text mid-sentence.
+
+    Also reads back the lines of revisions.log, whichever strategy wrote them.
+    """
+    kind, _, name = described.partition(" ")
+    if kind == "Branch" and name:
+        return name
+    if kind in ("Tag", "Commit", "Directory") and name:
+        return f"{kind.lower()} {name}"
+    return described
+
+
+class _Slot:
+    """One value of :func:`once_per_deploy`: computed by one host while the others wait."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.done = False
+        self.value = self.error = None
+
+
+class _PerDeploy:
+    """The :func:`once_per_deploy` values of one flow, by key."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.slots = {}
+
+    def slot(self, key):
+        with self.lock:
+            return self.slots.setdefault(key, _Slot())
+
+
 def once_per_deploy(key, compute):
     """``compute()`` once per deploy (per flow) for all hosts; a failure is kept and re-raised to each.
 
-    Unlike ``Run.once`` this does not hold the run's lock while computing,
-    and a failure is not retried by every other host.
+    Only the key's own slot is held while computing (a build may take
+    minutes; other keys need not wait), and a failure is not retried by
+    every other host.
     """
     from ..engine import current_run as active_run
 
     run = active_run()
     if run is None:
         return compute()
-    slot = run.once(key, lambda: {"lock": threading.Lock()})
-    with slot["lock"]:
-        if "value" not in slot and "error" not in slot:
+    slot = run.flow().shared(_PerDeploy).slot(key)
+    with slot.lock:
+        if not slot.done:
             try:
-                slot["value"] = compute()
+                slot.value = compute()
             except Exception as e:
-                slot["error"] = e
-        if "error" in slot:
-            raise slot["error"]
-        return slot["value"]
+                slot.error = e
+            slot.done = True
+        if slot.error is not None:
+            raise slot.error
+        return slot.value

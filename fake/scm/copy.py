@@ -25,6 +25,7 @@ from .base import Resolved, Strategy
 __all__ = ["Copy", "fabfile_dir", "upload_path"]
 
 Prepared = namedtuple("Prepared", "built revision ref tmpdir")
+CONTENT_ID = "sha256:"  # a directory's revision: the hash of its archive's content
 _REMOTE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://|^[^/]*:")  # a URL or scp-style host:path
 SHA256 = ("if command -v sha256sum >/dev/null 2>&1; then fake_sum=$(sha256sum < {a})\n"
           "elif command -v shasum >/dev/null 2>&1; then fake_sum=$(shasum -a 256 < {a})\n"
@@ -61,10 +62,7 @@ class Copy(Strategy):
 
     # -- settings, checked before any connection --------------------------------
     def validate(self, repo_url, branch):
-        if branch is not None:
-            b = str(branch)
-            if not b or b.startswith("-") or any(ch.isspace() or ord(ch) < 32 for ch in b):
-                raise ConfigError(f"env.branch {branch!r} is not a usable branch, tag or commit name")
+        self.validate_branch(branch)
         build = self.setting("build_command")
         if build is not None and not isinstance(build, str):
             raise ConfigError(f"env.build_command must be a shell command (a string), got {build!r}")
@@ -116,7 +114,7 @@ class Copy(Strategy):
                 after = " (after env.build_command)" if self.setting("build_command") else ""
                 raise ConfigError(f"env.copy_dir {given!r} is not a directory{after}: {path}")
             built = archive.from_directory(path, patterns, out)
-            return Prepared(built, "sha256:" + built.content, "dir:" + given, tmpdir)
+            return Prepared(built, CONTENT_ID + built.content, "dir:" + given, tmpdir)
         sha, ref = self.local_ref(path, branch)
         built = archive.from_git(path, sha, self.tree(), patterns, out)
         return Prepared(built, sha, ref, tmpdir)
@@ -213,6 +211,12 @@ class Copy(Strategy):
         if ref == "HEAD":
             return "HEAD"
         return super().describe(ref, branch)
+
+    def abbreviate(self, revision):
+        """A directory's content id keeps its ``sha256:`` and 7 characters; a commit id, as git's."""
+        if revision.startswith(CONTENT_ID):
+            return revision[:len(CONTENT_ID) + 7]
+        return super().abbreviate(revision)
 
 
 def _say(line):

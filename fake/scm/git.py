@@ -118,10 +118,7 @@ class Git(Strategy):
             raise ConfigError("setting env.repo_url is required by the git strategy but not set")
         if str(repo_url).startswith("-"):
             raise ConfigError(f"env.repo_url {repo_url!r} must not start with '-'")
-        if branch is not None:
-            b = str(branch)
-            if not b or b.startswith("-") or any(ch.isspace() or ord(ch) < 32 for ch in b):
-                raise ConfigError(f"env.branch {branch!r} is not a usable branch, tag or commit name")
+        self.validate_branch(branch)
         self.tree()
         self.depth()
         self.submodules()

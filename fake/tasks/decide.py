@@ -8,6 +8,7 @@ import datetime
 import re
 
 from ..exceptions import ConfigError
+from ..scm.base import in_sentence
 from .layout import RELEASE_NAME, STAMP
 
 __all__ = ["releases_to_remove", "rollback_target", "rollback_plan", "next_release_name",
@@ -89,8 +90,7 @@ def release_rows(state):
     for line in state.log:
         m = LOG_LINE.match(line)
         if m:
-            what = m["what"]  # "Branch main", "Tag v1.4", "Commit 1a2b3c4", "Directory build"
-            deployed[m["name"]] = (what[len("Branch "):] if what.startswith("Branch ") else what.lower(), m["user"])
+            deployed[m["name"]] = (in_sentence(m["what"]), m["user"])  # "main", "tag v1.4", "commit 1a2b3c4"
     ordered = sorted(n for n in state.releases if RELEASE_NAME.match(n))
     live = state.live
     previous = [n for n in ordered if live and n < live and n not in state.bad]

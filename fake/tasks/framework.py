@@ -3,11 +3,12 @@
 Stages do nothing themselves: ``fake.tasks.deploy`` and fabfiles fill them
 with ``before()``/``after()``, and a fabfile task with a stage's name
 replaces it. Each stage, with its hooks, finishes on every host before the
-next stage starts on any host.
+next stage starts on any host. The flows' bodies are empty too: the steps
+read their arguments (``--release``, ``--force``) from the running flow.
 """
 
 from ..registry import Task
-from ..state import env, registry
+from ..state import registry
 
 __all__ = [
     "starting", "started", "updating", "updated", "publishing", "published",
@@ -50,12 +51,8 @@ ROLLBACK = ("starting", "started", "reverting", "reverted",
 @registry.flow(*DEPLOY, on_failure="failed", final="ended")
 def deploy():
     """Deploy a new release to every selected host."""
-    env.fake_action = "deploy"
 
 
 @registry.flow(*ROLLBACK, on_failure="failed", final="ended")
 def rollback(release=None, force=False):
     """Roll back to the previous release, or to --release NAME (--force: hosts that disagree too)."""
-    env.fake_action = "rollback"
-    env.rollback_to = release
-    env.rollback_force = force

@@ -9,16 +9,19 @@ import datetime
 import posixpath
 
 from ..scm import strategy
-from ..state import env, registry
+from ..state import registry
+from .commands import current_run
 from .decide import next_release_name, releases_to_remove, rollback_plan
-from .host import current_run, describe_lock, inspect
 from .layout import cenv, deploy_path, linked_paths, shared_path
+from .lock import describe_lock
+from .probe import inspect
+from .progress import action
 
 __all__ = []
 
 
 def _plan_probe():
-    scm = strategy(cenv.get("scm")) if env.get("fake_action") == "deploy" else None
+    scm = strategy(cenv.get("scm")) if action() == "deploy" else None
     return inspect(None, scm)
 
 
@@ -60,7 +63,8 @@ def _plan_deploy_host(st, name, lives):
 
 
 def _plan_rollback(states):
-    targets, problems = rollback_plan(states, env.get("rollback_to"))
+    wanted = current_run().flow().kwargs
+    targets, problems = rollback_plan(states, wanted.get("release"))
     out = {}
     for host, st in states.items():
         target = targets[host]
@@ -71,7 +75,7 @@ def _plan_rollback(states):
             lines = [f"would stop: cannot roll back: {target}"]
         if st.lock is not None:
             lines.append(f"would stop: {deploy_path()} is locked by {describe_lock(st.lock, st.now)}")
-        lines += [f"would stop: {p}" for p in problems if not env.get("rollback_force")]
+        lines += [f"would stop: {p}" for p in problems if not wanted.get("force")]
         out[host] = lines
     return out
 

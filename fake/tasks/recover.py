@@ -12,25 +12,26 @@ import posixpath
 from ..scm import strategy
 from ..shell import Script, join, quote
 from ..state import env, registry
-from .host import current_run, final_unlock, log_line, remote, stage_task, switch_steps, unlock_if_last, user
+from .commands import current_run, log_line, restore_steps, stage_task, user
 from .layout import BAD_MARKER, RELEASE_NAME, cenv, current_path, deploy_path, release_path
+from .lock import send_last
+from .progress import action, deploy_state
 
 __all__ = []
 
 
 @stage_task("deploy:failed", "After a failure: remove an unpublished release, or switch a published one back.")
 def _failed():
-    name = env.get("fake_release_created")
-    previous = env.get("previous_current")
-    if not env.get("fake_published"):
-        if name:
-            _remove_unpublished(name, previous)
-        elif env.get("fake_action") == "rollback" and env.get("release_name") and not env.get("fake_skip"):
-            _undo_lost_switch(env.release_name, previous)
+    st = deploy_state()
+    if not st.published:
+        if st.created:
+            _remove_unpublished(st.created, st.previous_current)
+        elif action() == "rollback" and st.release and not st.skip:
+            _undo_lost_switch(st.release, st.previous_current)
         return
     stage = current_run().flow().stage
-    if stage in ("publishing", "published") or (stage == "finishing" and not env.get("fake_finished")):
-        _switch_back(env.release_name, previous, mark_bad=env.get("fake_action") != "rollback")
+    if stage in ("publishing", "published") or (stage == "finishing" and not st.finished):
+        _switch_back(st.release, st.previous_current, mark_bad=action() != "rollback")
 
 
 def _undo_if_switched(name, previous):
@@ -39,10 +40,7 @@ def _undo_if_switched(name, previous):
     caller's last test says whether it worked."""
     cur, rel = quote(current_path()), quote(posixpath.join("releases", name))
     back = Script()
-    if previous:
-        switch_steps(back, target=previous)
-    else:
-        back.argv("remove current", "rm", "-f", current_path())
+    restore_steps(back, previous)
     undo = " && ".join(shell for _, shell in back.steps)
     return [f"cur=$(readlink {cur} 2>/dev/null || true)", f"if [ \"$cur\" = {rel} ]; then {undo}; fi"]
 
@@ -59,7 +57,7 @@ def _remove_unpublished(name, previous):
     """
     leftovers = strategy(cenv.get("scm")).leftovers(deploy_path(), name)
     release = quote(release_path(name))
-    _send_checked(_undo_if_switched(name, previous) + [
+    send_last(_undo_if_switched(name, previous) + [
         f"if {_not_current(name)}; then {join(['rm', '-rf', '--', release_path(name), *leftovers])}; fi",
         f"{_not_current(name)} && test ! -e {release}",
     ], f"remove unpublished release {name}")
@@ -67,42 +65,24 @@ def _remove_unpublished(name, previous):
 
 def _undo_lost_switch(target, previous):
     """A rollback's switch may have landed though its result was lost: undo it."""
-    _send_checked(_undo_if_switched(target, previous) + [_not_current(target)],
-                  f"check current after the failed rollback to {target}")
-
-
-def _send_checked(lines, label):
-    """Run ``lines``, whose last one's status is the command's; the lock goes too if nothing follows.
-
-    The lock is released whatever that status: a host this could not
-    repair is reported, and ``ended`` would release the lock anyway.
-    """
-    unlock = final_unlock()
-    if unlock is not None:
-        lines = lines + ["fake_rc=$?", unlock.rstrip("\n"), "exit $fake_rc"]
-    remote("\n".join(lines) + "\n", label)
-    env.fake_unlocked = unlock is not None
+    send_last(_undo_if_switched(target, previous) + [_not_current(target)],
+              f"check current after the failed rollback to {target}")
 
 
 def _switch_back(name, previous, mark_bad=True):
     """Put current back to the link it had (``previous``), mark a deployed release bad, log it."""
     script = Script()
-    if previous:
-        switch_steps(script, target=previous)
-    else:
-        script.argv("remove current", "rm", "-f", current_path())
+    restore_steps(script, previous)
     if mark_bad:
         script.argv("mark release bad", "touch", posixpath.join(release_path(name), BAD_MARKER))
     what = "deploy" if mark_bad else "rollback"
     shown = _link_name(previous) or "nothing"
     line = f"Release {name} was switched back to {shown} after a failed {what} by {user()}"
     log_line(script, "log revert", line)
-    unlocks = unlock_if_last(script)
-    remote(script.render(), "switch back")
-    env.fake_unlocked = unlocks
-    env.fake_published = False
+    send_last(script, "switch back")
+    deploy_state().published = False
     current_run().note(env.host_string, f"switched back to {_link_name(previous) or 'no release'}"
-                + (f" ({name} marked bad)" if mark_bad else ""))
+                       + (f" ({name} marked bad)" if mark_bad else ""))
 
 
 def _link_name(target):

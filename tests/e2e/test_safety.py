@@ -346,7 +346,7 @@ def test_health_check_runs_after_published_hooks(fab, app, repo):
 
 def test_rollback_failing_after_the_switch_is_switched_back(fab, app, repo):
     fleet = app(extra=sabotage_hook("break_rollback", "published",
-                                    'run("exit 5") if env.fake_action == "rollback" and env.host_string == "db1" else None'))
+                                    'run("exit 5") if env.deploy_action == "rollback" and env.host_string == "db1" else None'))
     ok(deploy(fab, fleet, "deploy"))
     commit(repo, {"app.py": "print('v2')\n"}, "v2")
     ok(deploy(fab, fleet, "deploy"))

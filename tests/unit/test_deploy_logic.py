@@ -22,7 +22,8 @@ from fake.scm import strategy
 from fake.scm.git import Git
 from fake.state import env
 from fake.tasks.decide import next_release_name, releases_to_remove, rollback_target
-from fake.tasks.host import HostState, describe_lock, probe_script
+from fake.tasks.lock import describe_lock
+from fake.tasks.probe import HostState, probe_script
 from fake.tasks.layout import deploy_path, linked_paths
 
 R1, R2, R3, R4, R5 = (f"2026010{i}000000" for i in range(1, 6))
@@ -692,3 +693,36 @@ def test_link_steps_replace_repo_content_and_group_links_by_directory(tmp_path):
     assert (release / "config" / "db.yml").read_text() == "shared db\n"
     assert (shared / "log" / "keep.log").read_text() == "kept\n"
     assert sorted(os.listdir(shared / "log")) == ["keep.log"]
+
+
+def test_deploy_shared_settles_each_value_once_and_keeps_no_failure():
+    from fake.tasks.progress import DeployShared
+
+    shared = DeployShared()
+    assert shared.token() == shared.token() and len(shared.token()) == 32
+    with pytest.raises(ConfigError):
+        shared.agree_release_name(lambda: (_ for _ in ()).throw(ConfigError("hosts disagree")))
+    assert shared.agree_release_name(lambda: R1) == R1  # a failure is not kept: the next host asks again
+    assert shared.agree_release_name(lambda: R2) == R1
+    assert [shared.claim_banner() for _ in range(3)] == [True, False, False]
+
+
+def test_the_action_and_flow_values_come_from_the_flow_not_env(library_registry):
+    from fake.engine import FlowState, Run
+    from fake.tasks.progress import action, show
+
+    with Run(env, library_registry) as run:
+        for name, expected in (("deploy", "deploy"), ("rollback", "rollback")):
+            flow = FlowState(library_registry.expand(name)[0], ["web1"])
+            flow.run = run
+            token = flow.activate()
+            try:
+                env.host_string = "web1"
+                assert action() == expected
+                with pytest.raises(ValueError, match="fake_skip"):
+                    show(fake_skip=True)  # only the documented values
+                show(deploy_action=expected, release_name=R1)
+                assert flow.shown("web1") == {"deploy_action": expected, "release_name": R1}
+            finally:
+                FlowState.deactivate(token)
+    assert "deploy_action" not in env and "release_name" not in env

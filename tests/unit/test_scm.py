@@ -16,9 +16,9 @@ from fake.shell import Script
 from fake.transport.local import LocalTarget
 from fake.shell import unblock
 from fake.engine import Run
-from fake.scm import Copy, Git, Strategy, Target, strategy
+from fake.scm import Copy, Git, Resolved, Strategy, Target, strategy
 from fake.scm.archive import exclude_patterns, excluded, from_directory, from_git
-from fake.scm.base import once_per_deploy
+from fake.scm.base import in_sentence, once_per_deploy
 from fake.scm.git import is_commit_id, resolve_refs
 from fake.state import env, registry
 
@@ -100,6 +100,33 @@ def test_resolve_refs(lines, branch, expected):
 ])
 def test_describe(ref, branch, text):
     assert Strategy().describe(ref, branch) == text
+
+
+@pytest.mark.parametrize("scm, resolved, branch, text", [
+    (Git(), (A, "refs/heads/main", None), None, "main (aaaaaaa)"),
+    (Git(), (A, "refs/tags/v1.4.0^{}", None), "v1.4.0", "tag v1.4.0 (aaaaaaa)"),
+    (Git(), (A, "commit", None), "aaaa", "commit aaaa (aaaaaaa)"),
+    (Copy(), ("sha256:" + "0123456789abcdef" * 4, "dir:build", None), None, "directory build (sha256:0123456)"),
+    (Copy(), (B, "HEAD", None), None, "HEAD (bbbbbbb)"),
+])
+def test_headline_is_the_strategys_own_short_label(scm, resolved, branch, text):
+    assert scm.headline(Resolved(*resolved), branch) == text
+
+
+@pytest.mark.parametrize("described, short", [
+    ("Branch main", "main"), ("Tag V2", "tag V2"), ("Commit 1a2b3c4", "commit 1a2b3c4"),
+    ("Directory build", "directory build"), ("HEAD", "HEAD"),
+])
+def test_in_sentence_reads_describe_back(described, short):
+    assert in_sentence(described) == short
+
+
+@pytest.mark.parametrize("scm", [Git(), Copy()])
+@pytest.mark.parametrize("branch", ["", "-x", "a b", "a\tb"])
+def test_every_strategy_refuses_an_unusable_branch(scm, branch, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="is not a usable branch, tag or commit name"):
+        scm.validate("u", branch)
 
 
 # -- the git probe and update steps --------------------------------------------------------------

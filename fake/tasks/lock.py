@@ -1,0 +1,101 @@
+"""The deploy lock: who holds it, and releasing it with the flow's last command.
+
+The probe takes the lock (``probe.probe_script``); a flow releases it in
+its last command on a host when no fabfile task can run after that
+(:func:`send_last`), else ``deploy:unlock_own`` does in ``ended``. Either
+removes only a lock that holds this flow's token.
+"""
+
+import datetime
+import json
+
+from ..shell import Script, quote
+from ..state import env, registry
+from .commands import current_run, send
+from .layout import lock_path
+from .progress import deploy_state, shared
+
+__all__ = ["describe_lock", "unlock_hint", "unlock_shell", "final_unlock", "send_last"]
+
+
+def describe_lock(raw, now=None):
+    """'alice@laptop (pid 12, deploy) since 2026-11-22 06:01:02 UTC, 3m 12s ago' from the lock file."""
+    try:
+        info = json.loads(raw)
+    except (TypeError, ValueError):
+        info = None
+    if not isinstance(info, dict):
+        return f"an unreadable lock ({(raw or '').strip()[:80]!r})"
+    since = info.get("since")
+    when = ""
+    if isinstance(since, (int, float)):
+        stamp = datetime.datetime.fromtimestamp(since, datetime.timezone.utc)
+        when = f" since {stamp:%Y-%m-%d %H:%M:%S} UTC"
+        if now:
+            when += f", {_age(now - since)} ago"
+    return f"{info.get('user', '?')}@{info.get('from', '?')} (pid {info.get('pid', '?')}, {info.get('task', '?')}){when}"
+
+
+def _age(seconds):
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m {seconds % 60}s"
+    return f"{seconds // 3600}h {seconds % 3600 // 60}m"
+
+
+def unlock_hint():
+    roles = env.get("effective_roles") or []
+    where = f"-R {','.join(roles)}" if roles else f"-H {env.host_string}"
+    return f"fab {where} unlock"
+
+
+def unlock_shell(token):
+    """Shell removing the lock only if it holds ``token`` (hex: safe in a case pattern; builtins only)."""
+    lock = quote(lock_path())
+    return (f"if [ -f {lock} ]; then fake_lock=; {{ read -r fake_lock < {lock}; }} 2>/dev/null || true\n"
+            f"  case $fake_lock in *{quote(token)}*) rm -f -- {lock};; esac\nfi\n")
+
+
+def final_unlock():
+    """The unlock shell when the command being built is the flow's last on this host, else None.
+
+    That is when nothing but Fake's empty stages, ``deploy:failed`` and
+    ``deploy:unlock_own`` could run after it: then ``ended`` has nothing
+    left to send, and the flow saves a round trip. A fabfile hook on
+    ``finished`` or ``failed`` (a restart, say) keeps the lock until it is
+    done, as before.
+    """
+    later = current_run().tasks_after()
+    token = shared().lock_token
+    if later is None or token is None:
+        return None
+    # deploy:failed may run here if this step fails on another host; past
+    # this point it leaves this host as it is, so it needs no lock.
+    own = (registry.get("deploy:unlock_own"), registry.get("deploy:failed"))
+    if any(not any(task is o for o in own) and not getattr(task, "stage", False) for task in later):
+        return None
+    return unlock_shell(token)
+
+
+def send_last(commands, label):
+    """Send ``commands``, releasing the lock in the same command if it is the flow's last here.
+
+    ``commands`` is a Script, whose last step the release becomes (so it
+    runs only if every step did), or shell lines whose last one's status is
+    the command's: then the release runs whatever that status (a host that
+    could not be repaired is reported, and ``ended`` would release the lock
+    anyway). Once sent, ``deploy:unlock_own`` knows not to send another.
+    """
+    unlock = final_unlock()
+    if isinstance(commands, Script):
+        if unlock is not None:
+            commands.add("release lock", unlock.rstrip("\n"))
+        text = commands.render()
+    else:
+        tail = ["fake_rc=$?", unlock.rstrip("\n"), "exit $fake_rc"] if unlock is not None else []
+        text = "\n".join(list(commands) + tail) + "\n"
+    result = send(text, label)
+    deploy_state().unlocked = unlock is not None
+    return result
