@@ -146,6 +146,7 @@ class FlowRunner:
                                                prepare=run.carry())
             for host, err in failures.items():
                 run.say(f"[{host}] cleanup {call.name} failed too: {err}", err=True)
+                run.note(host, f"state unknown: the clean-up ({call.name}) could not run here; check this host")
 
 
 def _busy_only(error):

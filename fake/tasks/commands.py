@@ -17,7 +17,7 @@ from ..shell import quote, remove_if_present
 from ..state import env, registry
 from .layout import current_path, deploy_path
 
-__all__ = ["here", "timeout", "send", "Gate", "current_run", "user", "stage_task", "log_line", "switch_steps"]
+__all__ = ["here", "timeout", "send", "Gate", "current_run", "user", "stage_task", "log_line", "switch_steps", "temp_link_path"]
 
 
 def send(command, label, gate=None, stdin=None):
@@ -88,6 +88,11 @@ def log_line(script, label, line):
     script.add(label, f"printf '%s\\n' {quote(line)} >> {quote(posixpath.join(deploy_path(), 'revisions.log'))}")
 
 
+def temp_link_path():
+    """The new link ``mv -T`` renames over ``current``; removing it disarms a switch still in flight."""
+    return posixpath.join(deploy_path(), ".current.fake.tmp")
+
+
 def switch_steps(script, name=None, target=None):
     """current -> releases/<name> (or the link text ``target``) atomically.
 
@@ -95,7 +100,7 @@ def switch_steps(script, name=None, target=None):
     create, leaving a moment with no current.
     """
     target = target or posixpath.join("releases", name)
-    tmp = posixpath.join(deploy_path(), ".current.fake.tmp")
+    tmp = temp_link_path()
     script.add("remove stale temp link", remove_if_present(tmp))
     script.argv("ln -s", "ln", "-s", target, tmp)
     script.argv("mv -T", "mv", "-T", tmp, current_path())

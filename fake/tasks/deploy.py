@@ -27,7 +27,7 @@ import os
 import posixpath
 import socket
 
-from ..exceptions import ConfigError, HostError
+from ..exceptions import ConfigError, HostBusy, HostError
 from ..output import console
 from ..transport.exec import run_command
 from ..shell import Script, mkdir_if_missing, quote, remove_if_present
@@ -44,7 +44,7 @@ from .layout import (  # noqa: F401  (paths are part of the fabfile API)
     BAD_MARKER, RELEASE_NAME, cenv, check_settings, current_path, deploy_path, linked_paths,
     lock_path, release_path, releases_path, repo_path, shared_path,
 )
-from .lock import describe_lock, send_last, unlock_hint, unlock_shell
+from .lock import describe_lock, owner_gone, send_last, take_lock_hint, take_over, unlock_hint, unlock_shell
 from .probe import inspect
 from .progress import action, banner, deploy_state, facts, fleet, probed, shared, show, states
 
@@ -92,9 +92,7 @@ def _check():
         raise HostError(env.host_string, f"cannot create the lock file {lock_path()}: "
                         f"is {deploy_path()} writable by the login user?")
     if seen.lock is not None and not seen.locked_by_us:
-        raise HostError(env.host_string,
-                        f"{deploy_path()} is locked by {describe_lock(seen.lock, seen.now)}; "
-                        f"if no deploy is running there, remove the lock with: {unlock_hint()}")
+        _locked_elsewhere(seen, lock_info)
     for path in seen.missing:
         raise HostError(env.host_string,
                         f"linked file {posixpath.join(shared_path(), path)} is missing: "
@@ -106,6 +104,24 @@ def _check():
         st.resolved = resolved
     if not seen.locked_by_us:
         raise HostError(env.host_string, "could not take the deploy lock")
+
+
+def _locked_elsewhere(seen, lock_info):
+    """Another run's lock: wait for it (HostBusy), or take it over if that run is gone and we may."""
+    holder, gone = describe_lock(seen.lock, seen.now), owner_gone(seen.lock)
+    if gone and current_run().take_lock:
+        if not take_over(seen.lock, lock_info):
+            raise HostError(env.host_string, f"could not take over the lock of {holder}: it changed meanwhile")
+        seen.locked_by_us = True
+        current_run().note(env.host_string, f"took over the lock of a run that is gone: {holder}")
+        return
+    if gone:
+        raise HostError(env.host_string,
+                        f"{deploy_path()} is locked by {holder}, a run that is gone ({gone}); "
+                        f"take the lock over with: {take_lock_hint()}, or remove it with: {unlock_hint()}")
+    raise HostBusy(env.host_string,
+                   f"{deploy_path()} is locked by {holder}; if no deploy is running there, remove the lock "
+                   f"with: {unlock_hint()} (or wait for it with --lock-wait SECONDS)")
 
 
 @stage_task("deploy:banner", "Say what this deploy is: repository, branch, commit, hosts, release name.")
@@ -213,6 +229,8 @@ def _finish():
     lives = {other.live for other in probed().values()} | {name}
     doomed = [n for n in releases_to_remove(set(seen.releases) | {name}, cenv.get("keep_releases"), name)
               if n not in lives]
+    # Half-made releases (no REVISION: a run killed while exporting) go too; we hold the lock.
+    doomed += [n for n, rev in seen.releases.items() if rev is None and n not in lives and n not in doomed]
     st.finished = True  # from here on a failure leaves the new release live
     script = Script()
     log_line(script, "log revision", line)

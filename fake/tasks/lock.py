@@ -8,23 +8,23 @@ removes only a lock that holds this flow's token.
 
 import datetime
 import json
+import os
+import socket
 
 from ..shell import Script, quote
 from ..state import env, registry
 from .commands import current_run, send
-from .layout import lock_path
+from .layout import deploy_path, lock_path
 from .progress import deploy_state, shared
 
-__all__ = ["describe_lock", "unlock_hint", "unlock_shell", "final_unlock", "send_last"]
+__all__ = ["describe_lock", "unlock_hint", "unlock_shell", "final_unlock", "send_last", "owner_gone", "take_over",
+           "take_lock_hint"]
 
 
 def describe_lock(raw, now=None):
     """'alice@laptop (pid 12, deploy) since 2026-11-22 06:01:02 UTC, 3m 12s ago' from the lock file."""
-    try:
-        info = json.loads(raw)
-    except (TypeError, ValueError):
-        info = None
-    if not isinstance(info, dict):
+    info = _parse(raw)
+    if info is None:
         return f"an unreadable lock ({(raw or '').strip()[:80]!r})"
     since = info.get("since")
     when = ""
@@ -46,9 +46,59 @@ def _age(seconds):
 
 
 def unlock_hint():
+    return f"fab {_selection()} unlock"
+
+
+def take_lock_hint():
+    return f"fab --take-lock {_selection()} {env.get('deploy_action') or 'deploy'}"
+
+
+def _selection():
     roles = env.get("effective_roles") or []
-    where = f"-R {','.join(roles)}" if roles else f"-H {env.host_string}"
-    return f"fab {where} unlock"
+    return f"-R {','.join(roles)}" if roles else f"-H {env.host_string}"
+
+
+def owner_gone(raw):
+    """Why the run holding this lock is known to be gone ('pid 12 is not running on laptop'), else None.
+
+    Only a run of this machine can be known gone: its pid no longer exists.
+    A lock from another machine may belong to a run that is still working.
+    """
+    info = _parse(raw) or {}
+    pid = info.get("pid")
+    if info.get("from") != socket.gethostname() or not isinstance(pid, int) or pid <= 0 or pid == os.getpid():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return f"pid {pid} is not running on {info['from']}"
+    except OSError:
+        pass  # it exists, as another user's process
+    return None
+
+
+def take_over(raw, lock_info):
+    """Replace the lock ``raw`` of a run that is gone with ours, only if it is still that lock."""
+    old = (_parse(raw) or {}).get("token")
+    if not isinstance(old, str) or not old.isalnum():
+        return False
+    lock = quote(lock_path())
+    mine = quote(lock_path() + ".fake-new")
+    head = quote(json.dumps(lock_info, sort_keys=True)[:-1] + ', "since": ')
+    result = send(f"fake_lock=; {{ read -r fake_lock < {lock}; }} 2>/dev/null || true\n"
+                  f"case $fake_lock in *{quote(old)}*)\n"
+                  f"  printf '%s%s}}\\n' {head} \"$(date +%s)\" > {mine} && mv -f -- {mine} {lock} && echo taken;;\n"
+                  f"esac\n", "take over the lock in " + deploy_path())
+    return "taken" in result.stdout.split()
+
+
+def _parse(raw):
+    """The lock file's JSON object, or None if it is not one."""
+    try:
+        info = json.loads(raw)
+    except (TypeError, ValueError):
+        return None
+    return info if isinstance(info, dict) else None
 
 
 def unlock_shell(token):

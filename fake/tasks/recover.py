@@ -10,12 +10,12 @@ release bad, so rollback never picks it.
 import posixpath
 
 from ..scm import strategy
-from ..shell import Script, join, quote
+from ..shell import Script, join, quote, remove_if_present
 from ..state import env, registry
-from .commands import current_run, log_line, restore_steps, stage_task, user
+from .commands import current_run, log_line, restore_steps, stage_task, temp_link_path, user
 from .layout import BAD_MARKER, RELEASE_NAME, cenv, current_path, deploy_path, release_path
 from .lock import send_last
-from .progress import action, deploy_state
+from .progress import action, deploy_state, probed
 
 __all__ = []
 
@@ -28,21 +28,38 @@ def _failed():
             _remove_unpublished(st.created, st.previous_current)
         elif action() == "rollback" and st.release and not st.skip:
             _undo_lost_switch(st.release, st.previous_current)
+        _note_if_hosts_disagree(st)
         return
     stage = current_run().flow().stage
     if stage in ("publishing", "published") or (stage == "finishing" and not st.finished):
         _switch_back(st.release, st.previous_current, mark_bad=action() != "rollback")
 
 
+def _note_if_hosts_disagree(st):
+    """Stopped before anything changed (a lock, say): if the hosts are on different releases
+    (a run that died halfway through its switch), say which host has which."""
+    seen = probed()
+    if st.created or st.probed is None or len({s.current for s in seen.values()}) < 2:
+        return
+    current_run().note(env.host_string, f"live release {st.probed.live or st.probed.current or 'none'} "
+                       "(the hosts are on different releases; a deploy brings them to one)")
+
+
 def _undo_if_switched(name, previous):
     """Shell: if current points at releases/<name> (a switch whose result never
     came back), put it back to ``previous``. Plain shell, no ``set -e``: the
-    caller's last test says whether it worked."""
+    caller's last test says whether it worked.
+
+    The temp link goes first: an ``mv -T`` of the failed switch still
+    running (past its timeout, say) then finds nothing to rename, so it can
+    never land after the check below; one that landed before is seen by it.
+    """
     cur, rel = quote(current_path()), quote(posixpath.join("releases", name))
     back = Script()
     restore_steps(back, previous)
     undo = " && ".join(shell for _, shell in back.steps)
-    return [f"cur=$(readlink {cur} 2>/dev/null || true)", f"if [ \"$cur\" = {rel} ]; then {undo}; fi"]
+    return [remove_if_present(temp_link_path()), f"cur=$(readlink {cur} 2>/dev/null || true)",
+            f"if [ \"$cur\" = {rel} ]; then {undo}; fi"]
 
 
 def _not_current(name):

@@ -1,0 +1,130 @@
+"""After the controller dies, and when deploys queue: what the next run says, and that it repairs."""
+
+import signal
+import textwrap
+import time
+
+from tests.e2e.conftest import explain
+from tests.e2e.sshd import commit
+from tests.e2e.test_deploy import APP, app, deploy, live, ok, releases, repo  # noqa: F401
+from tests.e2e.test_safety import LOCK, marker, no_lock_anywhere, popen, sabotage_hook
+
+HOLD_MV = textwrap.dedent("""\
+    #!/bin/sh
+    # mv, held while /srv/hold-mv exists: the window between two hosts' switches.
+    if [ -e /srv/hold-mv ]; then
+      echo $$ > /srv/held-mv.pid
+      sleep 60
+      exit 1
+    fi
+    exec /srv/.mv-real "$@"
+""")
+
+
+def shared_files(host):
+    return host.sh(f"cd {APP}/shared && find . -type f -exec sha256sum {{}} + | sort")
+
+
+def wait_for(check, seconds=30):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_sigkill_mid_switch_then_the_next_deploy_explains_and_take_lock_repairs(fab, project, app, repo):
+    fleet = app()
+    ok(deploy(fab, fleet, "deploy"))
+    old = {h.name: live(h) for h in fleet.hosts}
+    shared_before = {h.name: shared_files(h) for h in fleet.hosts}
+    slow = fleet["db1"]
+    wrapper = fleet.workdir / "mv-wrapper"
+    wrapper.write_text(HOLD_MV)
+    wrapper.chmod(0o755)
+    slow.sh(f"cp /usr/bin/mv /srv/.mv-real && mount --bind {wrapper} /usr/bin/mv && touch /srv/hold-mv")
+    commit(repo, {"app.py": "print('v2')\n"}, "v2")
+    proc = popen(project, fleet, "-R", "production", "deploy")
+    try:
+        switched = wait_for(lambda: all(live(h) != old[h.name] for h in fleet.hosts if h is not slow)
+                            and marker(slow, "/srv/held-mv.pid"))
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    assert switched, "web1 and web2 switched while db1's switch was held"
+    slow.sh("kill $(cat /srv/held-mv.pid); rm -f /srv/hold-mv /srv/held-mv.pid")
+    assert live(slow) == old["db1"] and live(fleet["web1"]) != old["web1"]
+
+    # The next deploy names the dead run's lock and which host has which release.
+    nxt = deploy(fab, fleet, "deploy")
+    assert nxt.returncode != 0, explain(nxt)
+    assert f"is not running on" in nxt.stderr and "a run that is gone" in nxt.stderr, explain(nxt)
+    assert "the hosts are on different releases" in nxt.stderr, explain(nxt)
+    assert f"db1: live release {old['db1'].split('/')[-1]}" in nxt.stderr, explain(nxt)
+    assert "fab --take-lock -R production deploy" in nxt.stderr, explain(nxt)
+
+    # The documented repair: every host on one release, shared/ untouched, no lock left.
+    ok(fab(["--take-lock", "-R", "production", "deploy"], fleet=fleet))
+    lives = {live(h) for h in fleet.hosts}
+    assert len(lives) == 1 and lives != {old["web1"]}, lives
+    assert {h.name: shared_files(h) for h in fleet.hosts} == shared_before
+    assert no_lock_anywhere(fleet)
+
+
+def test_take_lock_refuses_a_lock_whose_run_may_still_be_alive(fab, app):
+    fleet = app()
+    ok(deploy(fab, fleet, "deploy"))
+    host = fleet["web1"]
+    host.sh(f"""printf '%s\\n' '{{"from": "elsewhere", "pid": 1, "task": "deploy", "token": "abc", "user": "ann", "since": 1}}' > {LOCK}""")
+    proc = fab(["--take-lock", "-R", "production", "deploy"], fleet=fleet)
+    assert proc.returncode != 0, explain(proc)
+    assert "[web1]" in proc.stderr and "is locked by ann@elsewhere (pid 1, deploy)" in proc.stderr, explain(proc)
+    assert '"token": "abc"' in host.sh(f"cat {LOCK}"), "another machine's lock is never taken"
+
+
+def test_two_deploys_with_lock_wait_both_succeed_one_after_the_other(fab, project, app, repo):
+    fleet = app(extra=sabotage_hook("hold", "started", "__import__('time').sleep(1)"))
+    ok(deploy(fab, fleet, "deploy"))
+    commit(repo, {"app.py": "print('v2')\n"}, "v2")
+    runs = [popen(project, fleet, "--lock-wait", "30", "-R", "production", "deploy", env={"BREAK": "hold"})
+            for _ in range(2)]
+    outs = [p.communicate(timeout=90) for p in runs]
+    for p, (out, err) in zip(runs, outs):
+        assert p.returncode == 0, f"{out}\n{err}"
+    assert any("waiting up to 30s for the lock" in err for _, err in outs), outs
+    for host in fleet.hosts:
+        log = host.sh(f"cat {APP}/revisions.log").splitlines()
+        deployed = [line.split(" deployed as release ")[1].split()[0] for line in log if "deployed as release" in line]
+        assert len(deployed) == 3, log
+        assert live(host) == f"releases/{deployed[-1]}", (host.name, log)
+    assert no_lock_anywhere(fleet)
+
+
+LATE_MV = textwrap.dedent("""\
+    #!/bin/sh
+    # mv, held while /srv/hold-mv exists, then done: a switch that lands late.
+    while [ -e /srv/hold-mv ]; do touch /srv/mv-waiting; sleep 0.05; done
+    exec /srv/.mv-real "$@"
+""")
+
+
+def test_a_switch_held_past_its_timeout_can_never_land_after_the_clean_up(fab, app, repo):
+    fleet = app()
+    ok(deploy(fab, fleet, "deploy"))
+    slow = fleet["db1"]
+    old = live(slow)
+    wrapper = fleet.workdir / "mv-late"
+    wrapper.write_text(LATE_MV)
+    wrapper.chmod(0o755)
+    slow.sh(f"cp /usr/bin/mv /srv/.mv-real && mount --bind {wrapper} /usr/bin/mv && touch /srv/hold-mv")
+    commit(repo, {"app.py": "print('v2')\n"}, "v2")
+    proc = fab(["--set", "command_timeout=3", "-R", "production", "deploy"], fleet=fleet)
+    assert proc.returncode != 0 and "[db1]" in proc.stderr, explain(proc)
+    assert marker(slow, "/srv/mv-waiting"), "the switch was held"
+    slow.sh("rm -f /srv/hold-mv")  # the held mv now goes ahead
+    time.sleep(0.5)
+    for host in fleet.hosts:
+        assert live(host) == old if host is slow else live(host) != "", explain(proc)
+        assert host.sh(f"test -e {APP}/current/REVISION && echo ok").strip() == "ok", host.name
+    assert no_lock_anywhere(fleet)
