@@ -230,7 +230,8 @@ def _finish():
     doomed = [n for n in releases_to_remove(set(seen.releases) | {name}, cenv.get("keep_releases"), name)
               if n not in lives]
     # Half-made releases (no REVISION: a run killed while exporting) go too; we hold the lock.
-    doomed += [n for n, rev in seen.releases.items() if rev is None and n not in lives and n not in doomed]
+    doomed += [n for n, rev in seen.releases.items()
+               if rev is None and RELEASE_NAME.match(n) and n not in lives and n not in doomed]
     st.finished = True  # from here on a failure leaves the new release live
     script = Script()
     log_line(script, "log revision", line)

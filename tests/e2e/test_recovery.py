@@ -128,3 +128,13 @@ def test_a_switch_held_past_its_timeout_can_never_land_after_the_clean_up(fab, a
         assert live(host) == old if host is slow else live(host) != "", explain(proc)
         assert host.sh(f"test -e {APP}/current/REVISION && echo ok").strip() == "ok", host.name
     assert no_lock_anywhere(fleet)
+
+
+def test_the_next_deploy_removes_releases_a_dead_run_left_half_made(fab, app, repo):
+    fleet = app()
+    ok(deploy(fab, fleet, "deploy"))
+    host = fleet["web2"]
+    host.sh(f"mkdir -p {APP}/releases/20990101000000/app {APP}/releases/notes")  # no REVISION: half-made
+    commit(repo, {"app.py": "print('v2')\n"}, "v2")
+    ok(deploy(fab, fleet, "deploy"))
+    assert "20990101000000" not in releases(host) and "notes" in releases(host), releases(host)
