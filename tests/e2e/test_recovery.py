@@ -134,7 +134,7 @@ def test_the_next_deploy_removes_releases_a_dead_run_left_half_made(fab, app, re
     fleet = app()
     ok(deploy(fab, fleet, "deploy"))
     host = fleet["web2"]
-    host.sh(f"mkdir -p {APP}/releases/20990101000000/app {APP}/releases/notes")  # no REVISION: half-made
+    host.sh(f"mkdir -p {APP}/releases/20200101000000/app {APP}/releases/notes && chown -R fake-test {APP}/releases")  # no REVISION
     commit(repo, {"app.py": "print('v2')\n"}, "v2")
     ok(deploy(fab, fleet, "deploy"))
-    assert "20990101000000" not in releases(host) and "notes" in releases(host), releases(host)
+    assert "20200101000000" not in releases(host) and "notes" in releases(host), releases(host)
