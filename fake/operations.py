@@ -58,20 +58,21 @@ def test(command, timeout=None):
 
 def put(local_path, remote_path=None, preserve_mode=True):
     """Upload a file to the current host."""
-    conn, host = here(f"put({local_path!r})")
-    try:
-        return conn.put(local_path, remote=remote_path, preserve_mode=preserve_mode)
-    except (OSError, IOError) as e:
-        raise HostError(host, f"put {local_path} -> {remote_path}: {e}") from e
+    return _transfer("put", local_path, remote_path, preserve_mode)
 
 
 def get(remote_path, local_path=None, preserve_mode=True):
     """Download a file from the current host."""
-    conn, host = here(f"get({remote_path!r})")
+    return _transfer("get", remote_path, local_path, preserve_mode)
+
+
+def _transfer(kind, source, target, preserve_mode):
+    conn, host = here(f"{kind}({source!r})")
+    other_end = "remote" if kind == "put" else "local"
     try:
-        return conn.get(remote_path, local=local_path, preserve_mode=preserve_mode)
-    except (OSError, IOError) as e:
-        raise HostError(host, f"get {remote_path} -> {local_path}: {e}") from e
+        return getattr(conn, kind)(source, preserve_mode=preserve_mode, **{other_end: target})
+    except OSError as e:
+        raise HostError(host, f"{kind} {source} -> {target}: {e}") from e
 
 
 def local(command, hide=False, warn=False, timeout=None):

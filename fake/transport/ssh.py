@@ -33,13 +33,18 @@ class HostConnection(HostCommands, Connection):
     """
 
     _spare = None
+    _spare_lock = None  # a real attribute, for the reason below
     # A real attribute, so Fabric's `self.inline_ssh_env = ...` stays on the
     # connection: an unknown attribute is written into the shared config,
     # and that write re-merges it while other hosts' threads read it.
     inline_ssh_env = None
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._spare_lock = threading.Lock()  # guards _spare: commands and the opener thread race for it
+
     def create_session(self, timeout=None):
-        with _spare_lock:
+        with self._spare_lock:
             spare, self._spare = self._spare, None
         started = time.monotonic()
         channel = spare.take(timeout) if spare is not None else None
@@ -62,12 +67,10 @@ class HostConnection(HostCommands, Connection):
         transport = self.transport
         if transport is None or not transport.is_active():
             return
-        with _spare_lock:
+        with self._spare_lock:
             if self._spare is None:
                 self._spare = _Spare(transport)
 
-
-_spare_lock = threading.Lock()
 
 
 class _Spare:
