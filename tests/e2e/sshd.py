@@ -144,6 +144,49 @@ class Host:
                 os.close(self._ns_fd)
                 self._ns_fd = None
 
+    def crash(self):
+        """SIGKILL this host's sshd and everything running in its namespace, as a power cut would.
+
+        Unlike `stop`, the namespace (and so its private /srv) is kept, so
+        `restart` brings back the same host with the same files.
+        """
+        if self.proc is None:
+            return
+        for pid in [self.pid] + [p for p in self._namespace_pids() if p != self.pid]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.proc.wait()
+        for pid in self._namespace_pids():  # a session that forked while we were killing
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    @property
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def restart(self, timeout=READY_TIMEOUT):
+        """Start sshd again after `crash`: same config and port, in the namespace it had.
+
+        The namespace is entered through the descriptor this object holds
+        (the old sshd is gone, so there is no pid to ``nsenter -t``).
+        """
+        if self.running:
+            return
+        if self._ns_fd is None:
+            raise RuntimeError(f"{self.name}: no namespace to restart in (stopped, not crashed)")
+        since = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                ["nsenter", f"--mount=/proc/self/fd/{self._ns_fd}", SSHD, "-D", "-e",
+                 "-f", str(self.config_path)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, pass_fds=(self._ns_fd,),
+            )
+        self._wait_ready(time.monotonic() + timeout, since=since)
+
     def _namespace_pids(self):
         if self.mnt_ns is None:
             return []
@@ -172,7 +215,7 @@ class Host:
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log,
             )
 
-    def _wait_ready(self, deadline):
+    def _wait_ready(self, deadline, since=0):
         """Poll until this sshd says it listens on its port and sends its banner; fail fast if it died.
 
         Its own "Server listening" line, not just a banner on the port: the
@@ -188,7 +231,7 @@ class Host:
                     f"sshd for {self.name} exited with {self.proc.returncode};"
                     f" log tail:\n{tail}"
                 )
-            if listening not in self.log_text():
+            if listening not in self._log_since(since):
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"sshd for {self.name} not listening on port {self.port};"
                                        f" log tail:\n{_tail(self.log_path)}")
@@ -210,8 +253,14 @@ class Host:
         # Hold the namespace open: the kernel reuses a freed namespace's id at
         # once, so without this, stop() could match (and SIGKILL) processes of
         # a namespace created meanwhile by another fleet or another process.
-        self._ns_fd = os.open(f"/proc/{self.pid}/ns/mnt", os.O_RDONLY)
-        self.mnt_ns = f"mnt:[{os.fstat(self._ns_fd).st_ino}]"
+        if self._ns_fd is None:  # a restart is in the namespace already held
+            self._ns_fd = os.open(f"/proc/{self.pid}/ns/mnt", os.O_RDONLY)
+            self.mnt_ns = f"mnt:[{os.fstat(self._ns_fd).st_ino}]"
+
+    def _log_since(self, offset):
+        with open(self.log_path, "rb") as f:
+            f.seek(offset)
+            return f.read().decode(errors="replace")
 
 
 class Fleet:

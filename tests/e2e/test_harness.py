@@ -133,3 +133,50 @@ def test_a_port_taken_before_sshd_binds_it_is_replaced(monkeypatch):
     finally:
         for s in squatters:
             s.close()
+
+
+def test_a_crashed_host_restarts_with_its_files(make_fleet):
+    fleet = make_fleet(2, names=["web1", "web2"])
+    web1 = fleet["web1"]
+    assert ssh(fleet, "web1", "echo kept > /srv/kept").returncode == 0
+    old_pid = web1.pid
+    web1.crash()
+    assert not web1.running and web1._namespace_pids() == []
+    assert ssh(fleet, "web1", "true").returncode != 0, "nothing listens while it is down"
+    web1.restart()
+    assert web1.running and web1.pid != old_pid
+    proc = ssh(fleet, "web1", "cat /srv/kept")
+    assert proc.returncode == 0 and proc.stdout == "kept\n", explain(proc)
+    assert web1.sh("cat /srv/kept") == "kept\n"
+    assert ssh(fleet, "web2", "test -e /srv/kept").returncode == 1, "still its own /srv"
+
+
+def test_fault_proxy_delays_and_resets_one_host(fleet3):
+    import sys
+    import time
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+    from faultproxy import FaultProxy
+
+    proxy = FaultProxy({h.name: h.port for h in fleet3.hosts})
+    try:
+        config = fleet3.write_ssh_config(fleet3.workdir / "ssh_config_proxied", ports=proxy.ports)
+
+        def via(host, command):
+            return subprocess.run(["ssh", "-F", str(config), host, command], stdin=subprocess.DEVNULL,
+                                  capture_output=True, text=True, timeout=30)
+
+        assert via("web1", "echo through").stdout == "through\n"
+        proxy.set_delay("web2", 0.1)
+        started = time.monotonic()
+        assert via("web2", "true").returncode == 0
+        assert time.monotonic() - started > 0.8, "a login takes several round trips of 0.2 s"
+        proxy.cut("web1", "down", 0)  # the first byte back from web1 resets the connection
+        proc = via("web1", "echo never")
+        assert proc.returncode == 255 and "never" not in proc.stdout, explain(proc)
+        fired = proxy.reset()
+        assert [(e["name"], e["direction"]) for e in fired] == [("web1", "down")]
+        assert via("web1", "echo again").stdout == "again\n", "reset disarms and clears delays"
+        assert proxy.traffic("db1") == {"up": 0, "down": 0}
+    finally:
+        proxy.close()
