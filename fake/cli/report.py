@@ -36,7 +36,7 @@ def next_step(report, error):
     where = f"-R {','.join(roles)}" if roles else f"-H {','.join(report.hosts)}"
     text = str(error)
     if "a run that is gone" in text:
-        return f"\nnext: fab --take-lock {where} deploy   (or: fab {where} unlock, then fab {where} deploy)"
+        return ""  # the error already names the command that takes the lock over, for this flow
     if "is locked by" in text:
         return f"\nnext: if no deploy is running, fab {where} unlock"
     if isinstance(error, Interrupted) and not report.notes:

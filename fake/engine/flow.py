@@ -9,6 +9,7 @@ plan instead (the flow's planner, registered by the library that fills it).
 import random
 import time
 
+from ..env import call_connection
 from ..exceptions import HostBusy, StepFailed
 from ..output import console
 from ..registry import FlowCall
@@ -64,7 +65,7 @@ class FlowRunner:
         def again(error):
             if id(error) not in decided:
                 decided[id(error)] = (error, deadline is not None and _busy_only(error)
-                                      and time.monotonic() < deadline)
+                                      and not run.scheduler.interrupted and time.monotonic() < deadline)
             return decided[id(error)][1]
 
         while True:
@@ -73,12 +74,14 @@ class FlowRunner:
             except StepFailed as e:
                 if not again(e):
                     raise
-                holder = next(iter(e.failures.values())).reason
-                if holder != waited:
-                    run.say(f"waiting up to {run.lock_wait:g}s for the lock: {holder}", err=True)
-                    waited = holder
-                run.report.forget(hosts)
+                busy = sorted(str(h) for h in e.failures)
+                if busy != waited:  # said again only when other hosts are busy, not as the lock ages
+                    reason = next(iter(e.failures.values())).reason.split("; if no deploy")[0]
+                    run.say(f"waiting up to {run.lock_wait:g}s for the lock on {', '.join(busy)}: {reason}",
+                            err=True)
+                    waited = busy
                 time.sleep(min(random.uniform(0.3, 1.5), max(0.0, deadline - time.monotonic())))
+                run.report.forget(hosts)
 
     def _run_once(self, fcall, hosts, again):
         run = self.run
@@ -125,8 +128,8 @@ class FlowRunner:
 
             def read(host):
                 with run.scopes.enter(host, flow.roles) as scope:
-                    run.pool.connect(host, scope)
-                    return probe()
+                    with call_connection(scope, run.pool.connect(host, scope)):
+                        return probe()
 
             states = run.on_hosts(f"{fcall.name} (dry run)", hosts, read)
             lines = plan(states)
@@ -143,7 +146,7 @@ class FlowRunner:
             flow.cleanup_rest = list(calls[k + 1:]) + list(then or [])
             targets = run.targets(call.task, hosts) or []
             _, failures, _ = run.scheduler.map(targets, lambda h: run.call_on(call, h), interruptible=False,
-                                               prepare=run.carry())
+                                               prepare=run.carry(), on_abort=run.aborting)
             for host, err in failures.items():
                 run.say(f"[{host}] cleanup {call.name} failed too: {err}", err=True)
                 run.note(host, f"state unknown: the clean-up ({call.name}) could not run here; check this host")

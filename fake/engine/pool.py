@@ -11,8 +11,10 @@ for its ``-R`` roles. Most runs have one login per host: one connection.
 """
 
 import threading
+import time
 
 from ..env import CallableEnv
+from ..exceptions import ConnectError
 from ..settings import flag, number
 from ..transport.ssh import open_target
 from .scope import split_host
@@ -27,6 +29,7 @@ class Pool:
         self._connections = {}  # (host, login) -> connection
         self._lock = threading.Lock()
         self._opening = {}  # (host, login) -> lock: one handshake per login, however many threads ask
+        self._lost = {}  # (host, login) -> the error of a dropped connection that did not come back
 
     def login(self, host):
         """The connection settings for ``host`` as the running code sees them (callables too)."""
@@ -53,17 +56,31 @@ class Pool:
             dead = self._connections.get(key)
             if _alive(dead):
                 return dead
+            if key in self._lost:
+                raise self._lost[key]  # tried for connect_timeout already: later steps fail at once
             # None, or it dropped (a reset, a restarted sshd): the clean-up needs a new one
             user, port, key_filename, forward_agent = login
-            conn = open_target(
-                host, self.config, user=user, port=port,
-                key_filename=list(key_filename) if isinstance(key_filename, tuple) else key_filename,
-                forward_agent=forward_agent,
-                connect_timeout=number(CallableEnv(self.env), "connect_timeout", minimum=1),
-            )
+            timeout = number(CallableEnv(self.env), "connect_timeout", minimum=1)
+            give_up = time.monotonic() + (timeout or 10)
+            while True:
+                try:
+                    conn = open_target(
+                        host, self.config, user=user, port=port,
+                        key_filename=list(key_filename) if isinstance(key_filename, tuple) else key_filename,
+                        forward_agent=forward_agent, connect_timeout=timeout,
+                    )
+                    break
+                except ConnectError as e:
+                    # A host that was reached and dropped (sshd restarting, a reset) gets
+                    # connect_timeout to come back; a first connection fails at once.
+                    if dead is None or time.monotonic() + 0.5 > give_up:
+                        if dead is not None:
+                            self._lost[key] = e
+                        raise
+                    time.sleep(0.5)
             with self._lock:
                 self._connections[key] = conn
-            if scope is not None and scope.default_connection in (None, dead):
+            if scope is not None and (scope.default_connection is None or scope.default_connection is dead):
                 scope.connection = conn
             if dead is not None:
                 _close(dead)

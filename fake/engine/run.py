@@ -101,6 +101,10 @@ class Run:
         flow = current_flow()
         return flow if flow is not None and flow.run is self else self._outside
 
+    def run_state(self, cls):
+        """The one ``cls()`` of this run, whatever flow asks (for what outlives a flow's try)."""
+        return self._outside.shared(cls)
+
     def flow_hosts(self):
         """The hosts of the flow running here (the run's hosts outside flows)."""
         return list(self.flow().hosts or self.hosts)
@@ -166,14 +170,15 @@ class Run:
     def on_hosts(self, label, hosts, fn, mark_ok=True):
         """fn(host) on each host in parallel; failures end the step as one StepFailed."""
         sched = self.scheduler
-        results, failures, skipped = sched.map(hosts, fn, prepare=self.carry(), on_abort=self._aborting)
+        results, failures, skipped = sched.map(hosts, fn, prepare=self.carry(), on_abort=self.aborting)
         self.report.settle(results if mark_ok else (), failures, skipped, sched.interrupted)
         if failures:
             raise StepFailed(label, failures, done=list(results), skipped=skipped)
         sched.check()
         return results
 
-    def _aborting(self, pending):
+    def aborting(self, pending):
+        """A second Ctrl-C: mark the hosts still running, and name the hosts to check."""
         self.report.settle(skipped=pending, interrupted=self.scheduler.interrupted)
         reached = ", ".join(self.pool.hosts()) or "none"
         self.say(f"aborting now: these hosts may be left locked or half-changed "
@@ -203,6 +208,9 @@ class Run:
 
     def _call_without_host(self, call, context=None):
         ctx = context if context is not None else invoke.Context(config=self.config)
+        if self.dry_run and not getattr(call.task, "readonly", False):
+            console().write(f"would run {call.name}")
+            return None
         with self.on_host(None, call.name):
             return call.task(ctx, **call.kwargs)
 

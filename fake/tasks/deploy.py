@@ -90,7 +90,7 @@ def _check():
     st.probed = seen = inspect(lock_info, scm)
     if seen.lock_failed:
         raise HostError(env.host_string, f"cannot create the lock file {lock_path()}: "
-                        f"is {deploy_path()} writable by the login user?")
+                        f"is {deploy_path()} writable by the login user, and its disk not full?")
     if seen.lock is not None and not seen.locked_by_us:
         _locked_elsewhere(seen, lock_info)
     for path in seen.missing:
@@ -110,9 +110,10 @@ def _locked_elsewhere(seen, lock_info):
     """Another run's lock: wait for it (HostBusy), or take it over if that run is gone and we may."""
     holder, gone = describe_lock(seen.lock, seen.now), owner_gone(seen.lock)
     if gone and current_run().take_lock:
+        seen.locked_by_us = True  # from here on deploy:unlock_own tries its token-checked release
         if not take_over(seen.lock, lock_info):
+            seen.locked_by_us = False
             raise HostError(env.host_string, f"could not take over the lock of {holder}: it changed meanwhile")
-        seen.locked_by_us = True
         current_run().note(env.host_string, f"took over the lock of a run that is gone: {holder}")
         return
     if gone:

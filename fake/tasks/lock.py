@@ -78,17 +78,29 @@ def owner_gone(raw):
 
 
 def take_over(raw, lock_info):
-    """Replace the lock ``raw`` of a run that is gone with ours, only if it is still that lock."""
+    """Replace the lock ``raw`` of a run that is gone with ours, only if it is still that lock.
+
+    The lock is renamed aside first: of runs taking over at once, one rename
+    wins. If what was renamed is not the dead run's lock it is put back;
+    ours is linked in only where no lock is, as the probe does.
+    """
     old = (_parse(raw) or {}).get("token")
     if not isinstance(old, str) or not old.isalnum():
         return False
     lock = quote(lock_path())
-    mine = quote(lock_path() + ".fake-new")
+    aside = quote(f"{lock_path()}.fake-old.{lock_info['token']}")
     head = quote(json.dumps(lock_info, sort_keys=True)[:-1] + ', "since": ')
-    result = send(f"fake_lock=; {{ read -r fake_lock < {lock}; }} 2>/dev/null || true\n"
-                  f"case $fake_lock in *{quote(old)}*)\n"
-                  f"  printf '%s%s}}\\n' {head} \"$(date +%s)\" > {mine} && mv -f -- {mine} {lock} && echo taken;;\n"
-                  f"esac\n", "take over the lock in " + deploy_path())
+    result = send(
+        f"if mv -- {lock} {aside} 2>/dev/null; then\n"
+        f"  fake_lock=; {{ read -r fake_lock < {aside}; }} 2>/dev/null || true\n"
+        f"  case $fake_lock in\n"
+        f"    *{quote(old)}*) fake_new={lock}.$$\n"
+        f"      printf '%s%s}}\\n' {head} \"$(date +%s)\" > \"$fake_new\" && ln \"$fake_new\" {lock} && echo taken\n"
+        f"      rm -f -- \"$fake_new\";;\n"
+        f"    *) ln {aside} {lock} 2>/dev/null;;\n"
+        f"  esac\n"
+        f"  rm -f -- {aside}\n"
+        f"fi\n", "take over the lock in " + deploy_path())
     return "taken" in result.stdout.split()
 
 

@@ -107,15 +107,16 @@ def probe_script(lock_info=None, scm=None, with_log=False):
         lines.append(scm.probe(cenv.get("repo_url"), cenv.get("branch"), repo_path=repo_path()))
     if lock_info is not None:
         head = quote(json.dumps(lock_info, sort_keys=True)[:-1] + ', "since": ')
-        # set -C in this shell, not a subshell: one fork fewer on every host.
+        # Written whole to a file of its own, then linked into place: ln fails if
+        # a lock exists, and a full disk can never leave an empty lock behind.
         lines += [
             'if [ "$problems" -eq 0 ]; then',
             f"  [ -d {d} ] || mkdir -p {d}",
-            "  set -C",
-            f"  if {{ printf '%s%s}}\\n' {head} \"$now\" > {lock}; }} 2>/dev/null; then echo locked;",
+            f"  fake_new={lock}.$$",
+            f"  if {{ printf '%s%s}}\\n' {head} \"$now\" > \"$fake_new\"; }} 2>/dev/null && ln \"$fake_new\" {lock} 2>/dev/null; then echo locked;",
             f"  elif [ -e {lock} ]; then printf 'lock %s\\n' \"$(cat {lock} 2>/dev/null | tr '\\n' ' ')\";",
             "  else echo lockfail; fi",
-            "  set +C",
+            '  rm -f -- "$fake_new"',
             "fi",
         ]
     lines.append("exit 0")

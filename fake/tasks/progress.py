@@ -64,8 +64,12 @@ class DeployShared:
             return getattr(self, name)
 
     def token(self):
-        """This flow's lock token: only a lock holding it is this flow's to remove."""
-        return self._settle("lock_token", lambda: uuid.uuid4().hex)
+        """The run's lock token: only a lock holding it is this run's to remove.
+
+        One for the whole run, not per flow: a flow tried again after
+        --lock-wait must know a lock an earlier try left as its own.
+        """
+        return self._settle("lock_token", lambda: current_run().run_state(_RunToken).value)
 
     def agree_release_name(self, pick):
         return self._settle("release_name", pick)
@@ -133,3 +137,8 @@ def banner(text):
     """Print ``text`` as the flow's banner, once for all hosts."""
     if shared().claim_banner():
         console().banner(text)
+
+
+class _RunToken:
+    def __init__(self):
+        self.value = uuid.uuid4().hex

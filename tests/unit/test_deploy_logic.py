@@ -15,6 +15,8 @@ import time
 
 import pytest
 
+from fake.registry import Registry
+
 from fake.exceptions import ConfigError, MissingSetting
 from fake.shell import Script
 from fake.shell import unblock
@@ -394,7 +396,7 @@ def test_probe_script_quotes_deploy_path_and_is_valid_sh(lock_info, with_scm):
         # the JSON goes in as one quoted word; the host adds "since" from its own clock
         assert shlex.quote(json.dumps(lock_info, sort_keys=True)[:-1] + ', "since": ') in text
         assert 'now=$(date +%s)' in text and '"$now" >' in text
-        assert "set -C" in text
+        assert 'ln "$fake_new"' in text  # the lock appears whole or not at all
 
 
 # -- git: resolve, validate, probe ------------------------------------------------------------
@@ -696,10 +698,13 @@ def test_link_steps_replace_repo_content_and_group_links_by_directory(tmp_path):
 
 
 def test_deploy_shared_settles_each_value_once_and_keeps_no_failure():
+    from fake.engine import Run
     from fake.tasks.progress import DeployShared
 
     shared = DeployShared()
-    assert shared.token() == shared.token() and len(shared.token()) == 32
+    with Run(env, Registry()):
+        assert shared.token() == shared.token() and len(shared.token()) == 32
+        assert DeployShared().token() == shared.token(), "one token for the whole run"
     with pytest.raises(ConfigError):
         shared.agree_release_name(lambda: (_ for _ in ()).throw(ConfigError("hosts disagree")))
     assert shared.agree_release_name(lambda: R1) == R1  # a failure is not kept: the next host asks again
