@@ -18,7 +18,7 @@ from .layout import deploy_path, lock_path
 from .progress import deploy_state, shared
 
 __all__ = ["describe_lock", "unlock_hint", "unlock_shell", "final_unlock", "send_last", "owner_gone", "take_over",
-           "take_lock_hint"]
+           "take_lock_hint", "take_over_shell"]
 
 
 def describe_lock(raw, now=None):
@@ -87,10 +87,16 @@ def take_over(raw, lock_info):
     old = (_parse(raw) or {}).get("token")
     if not isinstance(old, str) or not old.isalnum():
         return False
+    result = send(take_over_shell(old, lock_info), "take over the lock in " + deploy_path())
+    return "taken" in result.stdout.split()
+
+
+def take_over_shell(old, lock_info):
+    """Shell for :func:`take_over`: prints ``taken`` if the lock holding token ``old`` is now ours."""
     lock = quote(lock_path())
     aside = quote(f"{lock_path()}.fake-old.{lock_info['token']}")
     head = quote(json.dumps(lock_info, sort_keys=True)[:-1] + ', "since": ')
-    result = send(
+    return (
         f"if mv -- {lock} {aside} 2>/dev/null; then\n"
         f"  fake_lock=; {{ read -r fake_lock < {aside}; }} 2>/dev/null || true\n"
         f"  case $fake_lock in\n"
@@ -100,8 +106,7 @@ def take_over(raw, lock_info):
         f"    *) ln {aside} {lock} 2>/dev/null;;\n"
         f"  esac\n"
         f"  rm -f -- {aside}\n"
-        f"fi\n", "take over the lock in " + deploy_path())
-    return "taken" in result.stdout.split()
+        f"fi\n")
 
 
 def _parse(raw):

@@ -731,3 +731,26 @@ def test_the_action_and_flow_values_come_from_the_flow_not_env(library_registry)
             finally:
                 FlowState.deactivate(token)
     assert "deploy_action" not in env and "release_name" not in env
+
+
+def test_of_runs_taking_over_a_dead_runs_lock_at_once_one_wins(tmp_path):
+    """The take-over renames the dead lock aside first: only one rename can win."""
+    import subprocess
+
+    from fake.tasks.lock import take_over_shell
+
+    env.deploy_path = str(tmp_path / "app dir")
+    (tmp_path / "app dir").mkdir()
+    lock = tmp_path / "app dir" / "deploy.lock"
+    for trial in range(40):
+        lock.write_text('{"pid": 1, "token": "dead0"}\n')
+        scripts = [take_over_shell("dead0", {"token": f"run{n}", "pid": 2}) for n in range(2)]
+        procs = [subprocess.Popen(["sh", "-c", text], stdout=subprocess.PIPE, text=True) for text in scripts]
+        winners = [p.communicate()[0].split() for p in procs]
+        assert sum(w == ["taken"] for w in winners) == 1, (trial, winners)
+        assert '"token": "run' in lock.read_text()
+        assert sorted(p.name for p in lock.parent.iterdir()) == ["deploy.lock"]
+    lock.write_text('{"pid": 3, "token": "alive7"}\n')  # not the dead run's: left as it is
+    out = subprocess.run(["sh", "-c", take_over_shell("dead0", {"token": "run9", "pid": 2})],
+                         capture_output=True, text=True).stdout
+    assert out == "" and "alive7" in lock.read_text()
