@@ -22,6 +22,7 @@ from invoke import Argument, Exit, Task as InvokeTask
 from .. import __version__, state
 from ..exceptions import FakeError, Interrupted
 from ..output import QUIET, VERBOSE, console
+from ..signals import before_work
 from ..tree import render_tree
 from .executor import Executor
 from .init import run_init
@@ -124,6 +125,10 @@ class Fab(fabric.main.Fab):
             super().no_tasks_given()
 
     def execute(self):
+        # From here on a signal is handled: running commands finish, then the clean-up runs.
+        if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, _sigterm)
         if self.args.tree.value:
             try:
                 print(render_tree(state.registry, self.args.tree.value))
@@ -191,12 +196,13 @@ class Fab(fabric.main.Fab):
                 if exit:
                     sys.exit(1)
             return
-        previous = signal.getsignal(signal.SIGTERM)
-        signal.signal(signal.SIGTERM, _sigterm)
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        before_work(previous)
         try:
             super().run(argv, exit)
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 class _Terminated(KeyboardInterrupt):

@@ -1,13 +1,15 @@
 """The `fab` program against real sshd hosts: roles, hooks, env, parallelism, errors."""
 
 import re
+import signal
 import socket
+import subprocess
 import textwrap
 import time
 
 import pytest
 
-from tests.e2e.conftest import default_sigint, explain
+from tests.e2e.conftest import default_sigint, explain, fab_bin
 
 SEED = '''
 import os
@@ -621,3 +623,27 @@ def test_a_tasks_roles_log_in_as_their_roles_say_on_a_host_already_connected(fab
     assert "[web1] first-ran" in proc.stdout, explain(proc)
     assert proc.returncode != 0 and "db-ran" not in proc.stdout, explain(proc)
     assert "[web1]" in proc.stderr and ":1" in proc.stderr, explain(proc)
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_while_the_fabfile_loads_exits_at_once_with_its_code(project, sig, code):
+    """Invoke would exit 1 without a word; Fake says nothing was changed and exits 130/143."""
+    write(project, '''
+        import time
+        open("loading", "w").close()
+        time.sleep(20)
+        from fake.api import task
+
+        @task
+        def never():
+            pass
+    ''')
+    proc = subprocess.Popen([str(fab_bin), "never"], cwd=project, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
+    deadline = time.monotonic() + 20
+    while not (project / "loading").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=10)
+    assert proc.returncode == code, err
+    assert "before any task started" in err and "Traceback" not in err, err
