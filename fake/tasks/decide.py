@@ -11,7 +11,7 @@ from ..exceptions import ConfigError
 from ..scm.base import in_sentence
 from .layout import RELEASE_NAME, STAMP
 
-__all__ = ["releases_to_remove", "rollback_target", "rollback_plan", "next_release_name",
+__all__ = ["releases_to_remove", "cleanup_plan", "rollback_target", "rollback_plan", "next_release_name",
            "release_rows", "LOG_LINE"]
 
 
@@ -20,6 +20,18 @@ def releases_to_remove(names, keep, live):
     ordered = sorted(n for n in names if RELEASE_NAME.match(n))
     doomed = ordered[: max(0, len(ordered) - int(keep))]
     return [n for n in doomed if n != live]
+
+
+def cleanup_plan(releases, keep, new, lives):
+    """What a deploy's clean-up removes: releases beyond ``keep`` and half-made ones.
+
+    ``releases`` maps each existing name to its REVISION (None when it has
+    none: a run killed while exporting left it); ``new`` is this deploy's
+    release; nothing live on any host of the run (``lives``) is removed.
+    """
+    doomed = [n for n in releases_to_remove(set(releases) | {new}, keep, new) if n not in lives]
+    return doomed + [n for n, rev in releases.items()
+                     if rev is None and RELEASE_NAME.match(n) and n not in lives and n != new and n not in doomed]
 
 
 def rollback_target(names, live, requested=None, bad=()):

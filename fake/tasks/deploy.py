@@ -28,14 +28,13 @@ import posixpath
 import socket
 
 from ..exceptions import ConfigError, HostBusy, HostError
-from ..output import console
 from ..transport.exec import run_command
 from ..shell import Script, mkdir_if_missing, quote, remove_if_present
 from ..scm import strategy
 from ..scm.base import FETCH_DONE, HOUSEKEEPING_FAILED, Resolved, Target
 from ..state import env, registry
 from .commands import Gate, current_run, here, log_line, send, stage_task, switch_steps, timeout, user
-from .decide import next_release_name, releases_to_remove
+from .decide import cleanup_plan, next_release_name
 from .framework import (  # noqa: F401  (re-exported for fabfiles)
     deploy, ended, failed, finished, finishing, finishing_rollback, published,
     publishing, reverted, reverting, rollback, started, starting, updated, updating,
@@ -228,11 +227,7 @@ def _finish():
     scm = strategy(cenv.get("scm"))
     line = f"{scm.describe(resolved.ref or '', cenv.get('branch'))} (at {resolved.revision}) deployed as release {name} by {user()}"
     lives = {other.live for other in probed().values()} | {name}
-    doomed = [n for n in releases_to_remove(set(seen.releases) | {name}, cenv.get("keep_releases"), name)
-              if n not in lives]
-    # Half-made releases (no REVISION: a run killed while exporting) go too; we hold the lock.
-    doomed += [n for n, rev in seen.releases.items()
-               if rev is None and RELEASE_NAME.match(n) and n not in lives and n not in doomed]
+    doomed = cleanup_plan(seen.releases, cenv.get("keep_releases"), name, lives)
     st.finished = True  # from here on a failure leaves the new release live
     script = Script()
     log_line(script, "log revision", line)

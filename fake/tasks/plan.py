@@ -11,7 +11,7 @@ import posixpath
 from ..scm import strategy
 from ..state import registry
 from .commands import current_run
-from .decide import next_release_name, releases_to_remove, rollback_plan
+from .decide import cleanup_plan, next_release_name, rollback_plan
 from .layout import cenv, deploy_path, linked_paths, shared_path
 from .lock import describe_lock
 from .probe import inspect
@@ -55,8 +55,7 @@ def _plan_deploy_host(st, name, lives):
         stops.append(f"linked file {posixpath.join(shared_path(), path)} is missing")
     if st.lock is not None:
         stops.append(f"{deploy_path()} is locked by {describe_lock(st.lock, st.now)}")
-    doomed = [n for n in releases_to_remove(set(st.releases) | {name}, cenv.get("keep_releases"), name)
-              if n not in lives]
+    doomed = cleanup_plan(st.releases, cenv.get("keep_releases"), name, lives)
     lines.append("cleanup would remove: " + (", ".join(doomed) if doomed else "nothing"))
     lines += [f"would stop: {reason}" for reason in stops]
     return lines

@@ -754,3 +754,15 @@ def test_of_runs_taking_over_a_dead_runs_lock_at_once_one_wins(tmp_path):
     out = subprocess.run(["sh", "-c", take_over_shell("dead0", {"token": "run9", "pid": 2})],
                          capture_output=True, text=True).stdout
     assert out == "" and "alive7" in lock.read_text()
+
+
+def test_cleanup_plan_removes_old_and_half_made_releases_never_live_or_foreign_ones():
+    from fake.tasks.decide import cleanup_plan
+
+    releases = {"20260101000000": "a", "20260102000000": "b", "20260103000000": None,
+                "20260104000000": "d", "notes": None}
+    assert cleanup_plan(releases, 2, "20260105000000", {"20260104000000"}) == [
+        "20260101000000", "20260102000000", "20260103000000"]
+    # live somewhere in the run: kept, even when half-made or beyond keep
+    assert cleanup_plan(releases, 2, "20260105000000", {"20260101000000", "20260103000000"}) == [
+        "20260102000000"]
