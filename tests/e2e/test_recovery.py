@@ -138,3 +138,22 @@ def test_the_next_deploy_removes_releases_a_dead_run_left_half_made(fab, app, re
     commit(repo, {"app.py": "print('v2')\n"}, "v2")
     ok(deploy(fab, fleet, "deploy"))
     assert "20200101000000" not in releases(host) and "notes" in releases(host), releases(host)
+
+
+def test_a_host_whose_sshd_restarts_mid_update_is_reached_again_for_the_clean_up(fab, project, app, repo):
+    """The chaos run's lock-left rounds, replayed: the clean-up reconnects within connect_timeout."""
+    fleet = app(extra=sabotage_hook("hang_on_web2", "updating",
+                                    'run("touch /srv/mid; sleep 5") if env.host_string == "web2" else None'))
+    ok(deploy(fab, fleet, "deploy"))
+    web2 = fleet["web2"]
+    before = {h.name: (live(h), releases(h)) for h in fleet.hosts}
+    commit(repo, {"app.py": "print('v2')\n"}, "v2")
+    proc = popen(project, fleet, "-R", "production", "deploy", env={"BREAK": "hang_on_web2"})
+    assert wait_for(lambda: marker(web2, "/srv/mid")), "web2 reached the hook"
+    web2.crash()  # sshd and the session die with it: the connection drops mid-step
+    time.sleep(0.5)
+    web2.restart()
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0 and "[web2]" in err, out + err
+    assert {h.name: (live(h), releases(h)) for h in fleet.hosts} == before, out + err
+    assert no_lock_anywhere(fleet), out + err
