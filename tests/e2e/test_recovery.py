@@ -157,3 +157,18 @@ def test_a_host_whose_sshd_restarts_mid_update_is_reached_again_for_the_clean_up
     assert proc.returncode != 0 and "[web2]" in err, out + err
     assert {h.name: (live(h), releases(h)) for h in fleet.hosts} == before, out + err
     assert no_lock_anywhere(fleet), out + err
+
+
+def test_a_full_disk_never_leaves_an_empty_lock(fab, app):
+    """The chaos run's '(empty)' lock, replayed: the lock appears whole or not at all."""
+    fleet = app()
+    ok(deploy(fab, fleet, "deploy"))
+    db1 = fleet["db1"]
+    db1.sh(f"mkdir -p /tmp/keep-db1 && cp -a {APP}/. /tmp/keep-db1/ && mount -t tmpfs -o size=2m tmpfs {APP} && "
+           f"cp -a /tmp/keep-db1/. {APP}/ && rm -rf /tmp/keep-db1 && chown -R fake-test {APP} && "
+           f"(dd if=/dev/zero of={APP}/filler bs=4k 2>/dev/null || true)")
+    proc = deploy(fab, fleet, "deploy")
+    assert proc.returncode != 0 and "[db1]" in proc.stderr and "disk not full" in proc.stderr, explain(proc)
+    assert not marker(db1, LOCK), db1.sh(f"ls -la {APP}")
+    db1.sh(f"rm -f {APP}/filler")
+    ok(deploy(fab, fleet, "deploy"))
