@@ -50,8 +50,9 @@ class FlowRunner:
         """Run a flow's steps stage by stage; on failure clean up where reached.
 
         With ``--lock-wait``, a flow that failed only because other runs
-        hold some hosts (HostBusy) releases what it took and starts again
-        after a short random pause, until the wait is used up.
+        hold some hosts (HostBusy) releases what it took (its final calls
+        marked ``on_retry``) and starts again after a short random pause,
+        until the wait is used up.
         """
         run = self.run
         self.preflight([fcall], hosts)
@@ -109,8 +110,13 @@ class FlowRunner:
                 elif flow.failure is not None and fcall.on_failure and not again(flow.failure):
                     self._cleanup(flow, fcall.on_failure, reached, then=fcall.final)
             finally:
-                if fcall.final and not run.scheduler.aborted:
-                    self._cleanup(flow, fcall.final, reached)
+                final = fcall.final or []
+                if flow.failure is not None and again(flow.failure):
+                    # Tried again: only what gives back what this try took (the lock),
+                    # not the fabfile's hooks on the last stage (they run once, at the end).
+                    final = [call for call in final if getattr(call.task, "on_retry", False)]
+                if final and not run.scheduler.aborted:
+                    self._cleanup(flow, final, reached)
                 FlowState.deactivate(token)
 
     def plan(self, fcall, hosts):

@@ -83,7 +83,8 @@ class Scheduler:
                 return results, failures, skipped
             except KeyboardInterrupt as e:
                 signame = getattr(e, "signame", "SIGINT")
-                if not interruptible or self.interrupted:
+
+                def abort():
                     self.interrupted = self.interrupted or signame
                     self.aborted = True
                     with lock:
@@ -91,12 +92,18 @@ class Scheduler:
                     if on_abort is not None:
                         on_abort(pending)
                     raise Interrupted(self.interrupted) from None
-                self.interrupted = signame
-                self.say(f"interrupted ({signame}): letting running commands finish; "
-                         "press Ctrl-C again to abort at once")
-                with lock:
-                    skipped.extend(queue)
-                    n = len(queue)
-                    queue.clear()
-                    if n:
-                        finish(n)
+
+                if not interruptible or self.interrupted:
+                    abort()
+                try:
+                    self.interrupted = signame
+                    self.say(f"interrupted ({signame}): letting running commands finish; "
+                             "press Ctrl-C again to abort at once")
+                    with lock:
+                        skipped.extend(queue)
+                        n = len(queue)
+                        queue.clear()
+                        if n:
+                            finish(n)
+                except KeyboardInterrupt:  # the second came while the first was being handled
+                    abort()

@@ -281,6 +281,7 @@ after("finishing", "deploy:finish")
 after("reverting", "deploy:revert")
 after("finishing_rollback", "deploy:archive_rolled_back")
 before("finishing", "deploy:healthcheck")  # after every published hook (restart there)
+_unlock_own.on_retry = True  # a flow tried again after --lock-wait gives its locks back first
 after("ended", "deploy:unlock_own")
 
 # The rollback's steps, the failure handling, unlock, releases and the dry-run planners register themselves on import.

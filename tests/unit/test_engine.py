@@ -308,8 +308,10 @@ def _busy_registry(log, busy_attempts):
         if env.host_string == "h2" and attempts["n"] <= busy_attempts:
             raise HostBusy("h2", "locked by someone@elsewhere")
 
-    for name in ("work", "undo", "release"):
+    for name in ("work", "undo", "release", "notify"):
         reg.task(name=name)(lambda name=name: log.append((name, env.host_string)))
+    reg.tasks["release"].on_retry = True
+    reg.after("release", "notify")  # a fabfile's hook on the last stage: once, at the very end
     reg.flow("take", "work", on_failure="undo", final="release", name="go")(lambda: None)
     return reg
 
@@ -325,6 +327,7 @@ def test_a_flow_blocked_by_another_runs_lock_tries_again_while_lock_wait_lasts()
     assert sum(1 for e in log if e == ("release", "h1")) == 3  # the locks it got are given back each time
     assert not any(e[0] == "undo" for e in log)  # no failure clean-up (nor its hooks) for a wait
     assert sum(1 for e in log if e[0] == "work") == 2
+    assert sum(1 for e in log if e[0] == "notify") == 2  # h1 and h2, after the try that went through
 
 
 def test_without_lock_wait_a_busy_host_fails_the_flow_and_cleans_up():
