@@ -10,7 +10,7 @@ import random
 import time
 
 from ..env import call_connection
-from ..exceptions import HostBusy, StepFailed
+from ..exceptions import ConnectError, HostBusy, StepFailed
 from ..output import console
 from ..registry import FlowCall
 from ..tree import render_tree
@@ -151,7 +151,15 @@ class FlowRunner:
         for k, call in enumerate(calls):
             flow.cleanup_rest = list(calls[k + 1:]) + list(then or [])
             targets = run.targets(call.task, hosts) or []
-            _, failures, _ = run.scheduler.map(targets, lambda h: run.call_on(call, h), interruptible=False,
+            def clean(host):
+                try:
+                    return run.call_on(call, host)
+                except ConnectError:
+                    # Lost in the middle of it (the transport looked alive until then):
+                    # once more, on a new connection, which gets connect_timeout to come up.
+                    return run.call_on(call, host)
+
+            _, failures, _ = run.scheduler.map(targets, clean, interruptible=False,
                                                prepare=run.carry(), on_abort=run.aborting)
             for host, err in failures.items():
                 run.say(f"[{host}] cleanup {call.name} failed too: {err}", err=True)

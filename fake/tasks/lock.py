@@ -100,7 +100,7 @@ def take_over_shell(old, lock_info):
         f"if mv -- {lock} {aside} 2>/dev/null; then\n"
         f"  fake_lock=; {{ read -r fake_lock < {aside}; }} 2>/dev/null || true\n"
         f"  case $fake_lock in\n"
-        f"    *{quote(old)}*) fake_new={lock}.$$\n"
+        f"    *{quote(old)}*) fake_new={quote(lock_path() + '.' + lock_info['token'])}\n"
         f"      printf '%s%s}}\\n' {head} \"$(date +%s)\" > \"$fake_new\" && ln \"$fake_new\" {lock} && echo taken\n"
         f"      rm -f -- \"$fake_new\";;\n"
         f"    *) ln {aside} {lock} 2>/dev/null;;\n"
@@ -120,9 +120,11 @@ def _parse(raw):
 
 def unlock_shell(token):
     """Shell removing the lock only if it holds ``token`` (hex: safe in a case pattern; builtins only)."""
-    lock = quote(lock_path())
+    lock, new = quote(lock_path()), quote(f"{lock_path()}.{token}")
+    # The file the probe writes before linking it in goes too, if a dropped connection left it.
     return (f"if [ -f {lock} ]; then fake_lock=; {{ read -r fake_lock < {lock}; }} 2>/dev/null || true\n"
-            f"  case $fake_lock in *{quote(token)}*) rm -f -- {lock};; esac\nfi\n")
+            f"  case $fake_lock in *{quote(token)}*) rm -f -- {lock};; esac\nfi\n"
+            f"if [ -e {new} ]; then rm -f -- {new}; fi\n")
 
 
 def final_unlock():

@@ -112,7 +112,7 @@ def probe_script(lock_info=None, scm=None, with_log=False):
         lines += [
             'if [ "$problems" -eq 0 ]; then',
             f"  [ -d {d} ] || mkdir -p {d}",
-            f"  fake_new={lock}.$$",
+            f"  fake_new={lock}.{quote(lock_info['token'])}",
             f"  if {{ printf '%s%s}}\\n' {head} \"$now\" > \"$fake_new\"; }} 2>/dev/null && ln \"$fake_new\" {lock} 2>/dev/null; then echo locked;",
             f"  elif [ -e {lock} ]; then printf 'lock %s\\n' \"$(cat {lock} 2>/dev/null | tr '\\n' ' ')\";",
             "  else echo lockfail; fi",

@@ -8,7 +8,7 @@ arguments (``--release``, ``--force``) are read from the flow itself.
 import posixpath
 
 from ..exceptions import HostError
-from ..shell import Script
+from ..shell import Script, join, quote
 from ..state import env
 from .commands import current_run, log_line, stage_task, user
 from .decide import rollback_plan
@@ -55,8 +55,11 @@ def _archive_rolled_back():
         tarball = posixpath.join(deploy_path(), f"rolled-back-release-{old}.tar")
         # Two steps, not `tar -z` or a pipe: gzip -1 is most of the saving at a
         # fraction of the CPU, any tar can do it, and each step's exit counts.
-        script.argv("archive rolled-back release", "tar", "-cf", tarball, "-C", releases_path(), old)
-        script.argv("compress archive", "gzip", "-1", "-f", tarball)
+        # A full disk must not leave half an archive behind: a failed step removes its output.
+        gone = f"{{ rm -f -- {quote(tarball)} {quote(tarball + '.gz')}; false; }}"
+        script.add("archive rolled-back release",
+                   f"{join(['tar', '-cf', tarball, '-C', releases_path(), old])} || {gone}")
+        script.add("compress archive", f"{join(['gzip', '-1', '-f', tarball])} || {gone}")
         script.argv("remove rolled-back release", "rm", "-rf", "--", release_path(old))
     log_line(script, "log rollback", f"{user()} rolled back to release {target}")
     send_last(script, "finishing rollback")

@@ -166,9 +166,17 @@ def run_quiet(target, command, *, host=None, label=None, timeout=None, before_ex
         raise HostCommandError(host, label or command, "-", str(e) or f"timed out after {timeout}s") from None
     except (OSError, EOFError, paramiko.SSHException) as e:
         _log(host, command, "lost", started, None)
+        _drop(target)  # the pool then opens a new one for the next step (the clean-up, say)
         raise ConnectError(host, f"connection lost while running {label or command!r}: {e}") from e
     result = invoke.Result(stdout=out, stderr=err, command=command, exited=exited, hide=("stdout", "stderr"))
     return _finish(host, command, started, result, hide=True, warn=False, label=label, command=command)
+
+
+def _drop(target):
+    try:
+        target.close()
+    except Exception:
+        pass
 
 
 def _finish(host, full, started, result, *, hide, warn, label, command):

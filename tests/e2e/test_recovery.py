@@ -172,3 +172,19 @@ def test_a_full_disk_never_leaves_an_empty_lock(fab, app):
     assert not marker(db1, LOCK), db1.sh(f"ls -la {APP}")
     db1.sh(f"rm -f {APP}/filler")
     ok(deploy(fab, fleet, "deploy"))
+
+
+def test_a_rollback_on_a_full_disk_leaves_no_half_archive(fab, app, repo):
+    """The chaos run's rounds 407 and 642, replayed: tar fails on a full disk; its output goes."""
+    fleet = app()
+    ok(deploy(fab, fleet, "deploy"))
+    commit(repo, {"app.py": "print('v2')\n"}, "v2")
+    ok(deploy(fab, fleet, "deploy"))
+    db1 = fleet["db1"]
+    db1.sh(f"mkdir -p /tmp/keep-db1 && cp -a {APP}/. /tmp/keep-db1/ && mount -t tmpfs -o size=2m tmpfs {APP} && "
+           f"cp -a /tmp/keep-db1/. {APP}/ && rm -rf /tmp/keep-db1 && chown -R fake-test {APP} && "
+           f"(dd if=/dev/zero of={APP}/filler bs=4k 2>/dev/null || true)")
+    proc = deploy(fab, fleet, "rollback")
+    assert proc.returncode != 0 and "[db1]" in proc.stderr, explain(proc)
+    assert db1.sh(f"ls {APP} | grep rolled-back-release || true").strip() == "", db1.sh(f"ls -la {APP}")
+    assert no_lock_anywhere(fleet)

@@ -766,3 +766,17 @@ def test_cleanup_plan_removes_old_and_half_made_releases_never_live_or_foreign_o
     # live somewhere in the run: kept, even when half-made or beyond keep
     assert cleanup_plan(releases, 2, "20260105000000", {"20260101000000", "20260103000000"}) == [
         "20260102000000"]
+
+
+def test_releasing_the_lock_also_removes_the_file_the_probe_was_linking_in(tmp_path):
+    """A connection dropped between the probe's write and its rm leaves deploy.lock.<token>."""
+    import subprocess
+
+    from fake.tasks.lock import unlock_shell
+
+    env.deploy_path = str(tmp_path)
+    (tmp_path / "deploy.lock").write_text('{"token": "t0k3n"}\n')
+    (tmp_path / "deploy.lock.t0k3n").write_text('{"token": "t0k3n"}\n')
+    (tmp_path / "deploy.lock.other").write_text("another run's\n")
+    subprocess.run(["sh", "-c", unlock_shell("t0k3n")], check=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["deploy.lock.other"]
