@@ -1,5 +1,6 @@
 """After the controller dies, and when deploys queue: what the next run says, and that it repairs."""
 
+import os
 import signal
 import textwrap
 import time
@@ -178,12 +179,13 @@ def test_a_rollback_on_a_full_disk_leaves_no_half_archive(fab, app, repo):
     """The chaos run's rounds 407 and 642, replayed: tar fails on a full disk; its output goes."""
     fleet = app()
     ok(deploy(fab, fleet, "deploy"))
-    commit(repo, {"app.py": "print('v2')\n"}, "v2")
+    commit(repo, {"app.py": "print('v2')\n", "big.bin": os.urandom(300 * 1024)}, "v2")
     ok(deploy(fab, fleet, "deploy"))
     db1 = fleet["db1"]
-    db1.sh(f"mkdir -p /tmp/keep-db1 && cp -a {APP}/. /tmp/keep-db1/ && mount -t tmpfs -o size=2m tmpfs {APP} && "
+    # Room for the lock and the log, not for an archive of the 300 KB release rolled back from.
+    db1.sh(f"mkdir -p /tmp/keep-db1 && cp -a {APP}/. /tmp/keep-db1/ && mount -t tmpfs -o size=4m tmpfs {APP} && "
            f"cp -a /tmp/keep-db1/. {APP}/ && rm -rf /tmp/keep-db1 && chown -R fake-test {APP} && "
-           f"(dd if=/dev/zero of={APP}/filler bs=4k 2>/dev/null || true)")
+           f"(dd if=/dev/zero of={APP}/filler bs=4k 2>/dev/null || true) && truncate -s -64K {APP}/filler")
     proc = deploy(fab, fleet, "rollback")
     assert proc.returncode != 0 and "[db1]" in proc.stderr, explain(proc)
     assert db1.sh(f"ls {APP} | grep rolled-back-release || true").strip() == "", db1.sh(f"ls -la {APP}")
