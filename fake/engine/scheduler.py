@@ -93,8 +93,14 @@ class Scheduler:
                         on_abort(pending)
                     raise Interrupted(self.interrupted) from None
 
-                if not interruptible or self.interrupted:
+                if self.interrupted:
                     abort()
+                if not interruptible:
+                    # A first Ctrl-C during a clean-up lets it finish everywhere; a second aborts.
+                    self.interrupted = signame
+                    self.say(f"interrupted ({signame}) during the clean-up: it goes on; "
+                             "press Ctrl-C again to abort at once")
+                    continue
                 try:
                     self.interrupted = signame
                     self.say(f"interrupted ({signame}): letting running commands finish; "

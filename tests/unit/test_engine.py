@@ -339,3 +339,19 @@ def test_without_lock_wait_a_busy_host_fails_the_flow_and_cleans_up():
             run.run_calls(reg.expand("go"), ["h1", "h2"])
     assert "locked by someone@elsewhere" in str(err.value)
     assert ("undo", "h1") in log and not any(e[0] == "work" for e in log)
+
+
+def test_a_first_interrupt_during_a_clean_up_lets_it_finish_on_every_host():
+    said = []
+    sched = Scheduler(width=2, say=said.append)
+
+    def work(host):
+        if host == "h1":
+            time.sleep(0.05)
+            _thread.interrupt_main()
+        time.sleep(0.2)
+        return "cleaned"
+
+    results, failures, skipped = sched.map(HOSTS, work, interruptible=False)
+    assert results == {h: "cleaned" for h in HOSTS} and not skipped and not sched.aborted
+    assert "during the clean-up" in said[0]
