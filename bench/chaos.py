@@ -708,6 +708,14 @@ class Chaos:
         notes = []
         if self.sigkill_pending is not None:
             notes += self.recover_from_sigkill(round_no, rdir)
+        if sched.action == "rollback" and not self.can_roll_back():
+            # A rollback archives and removes the release it leaves, so two in a
+            # row would find nothing to go back to; give this one something.
+            self.new_commit(round_no, "p")
+            run = self.fab("deploy", rdir, "prep-deploy")
+            self.learn(run, round_no)
+            notes.append("deployed first, to have a release to roll back to"
+                         + ("" if run.exit == 0 else f" (that deploy exited {run.exit})"))
         before = {n: self.read(h) for n, h in self.hosts.items()}
         fault = sched.fault
         env = {}
@@ -759,11 +767,12 @@ class Chaos:
         self.violations += found
         odd = self.oddities(sched, runs)
         self.odd += odd
-        if found and not killed:
+        repaired = not killed and (found or self.unsound(after))
+        if repaired:
             notes += self.repair(round_no, rdir, found, after)
         # What this round leaves is the next round's "before".
         for name, host in self.hosts.items():
-            view = after[name] if not found else self.read(host)
+            view = self.read(host) if repaired else after[name]
             self.log_state[name] = (view.log_size, view.log_all)
             if any(v.invariant == 3 and v.host == name for v in found):
                 self.shared_base[name] = {p: d for p, d in view.shared.items() if p != HOOK_LOG}
@@ -975,24 +984,27 @@ class Chaos:
                     bad(5, name, f"deploy.lock left: {view.lock.strip()[:160] or '(empty)'}")
 
         # 6. failed runs fail loudly, successful ones really succeeded
-        finished_ok = sorted((r for r in runs if r.exit == 0), key=lambda r: r.ended)
-        success = {n: False for n in after}
-        for run in finished_ok:
-            targets = run.targets()
+        def target(run, host):
+            return run.targets().get(host) or (run.release() if run.task == "deploy" else None)
+
+        def line(run, release):
+            return (f"deployed as release {release} " if run.task == "deploy"
+                    else f"rolled back to release {release} ")
+
+        logged = {n: " ".join(v.log_new) + " " for n, v in after.items()}
+        # A host did a run's work if it is on that run's release and logged it (whatever the exit:
+        # a signal can come after the last host finished).
+        success = {n: any(target(r, n) and after[n].live == target(r, n) and line(r, target(r, n)) in logged[n]
+                          for r in runs) for n in after}
+        for run in (r for r in runs if r.exit == 0):
             for name, view in after.items():
-                logged = " ".join(view.log_new) + " "
-                target = targets.get(name) or (run.release() if run.task == "deploy" else None)
-                line = (f"deployed as release {target} " if run.task == "deploy"
-                        else f"rolled back to release {target} ")
-                if target is None or line not in logged:
+                want = target(run, name)
+                if want is None or line(run, want) not in logged[name]:
                     bad(6, name, f"run {run.label} ({run.task}) exited 0 but {name}'s revisions.log"
-                                 f" has no '{line.strip()}'")
-                if run is finished_ok[-1]:
-                    if target is not None and view.live == target:
-                        success[name] = True
-                    elif target is not None:
-                        bad(6, name, f"run {run.label} ({run.task}) exited 0 but {name} is on {view.live},"
-                                     f" not {target}")
+                                 f" has no '{line(run, want).strip()}'")
+                elif view.live not in {target(r, name) for r in runs}:
+                    bad(6, name, f"run {run.label} ({run.task}) exited 0 but {name} is on {view.live},"
+                                 f" the release of no run of this round")
         # A host a fault reached that did not end up deployed: a failed run names it, unless that
         # run failed on another host first (then the fleet stopped for that one's reason).
         failed = [r for r in runs if r.exit not in (0, None)]
@@ -1061,8 +1073,27 @@ class Chaos:
                 f" {'named' if pid_named else 'did not name'} the pid and "
                 f"{'said' if dead_said else 'did not say'} it is dead"]
 
+    def can_roll_back(self):
+        """Every host has a release older than its live one that is not marked bad."""
+        for host in self.hosts.values():
+            view = self.read(host)
+            if not view.live or not any(n < view.live and not bad for n, (_, bad, _) in view.releases.items()):
+                return False
+        return True
+
+    def unsound(self, views):
+        """Hosts that disagree, or a current that is not a complete logged release: what a repair fixes."""
+        lives = {v.live for v in views.values()}
+        return len(lives) > 1 or any(
+            v.live is None or v.live not in v.releases or v.releases[v.live][0] is None
+            or v.releases[v.live][0] != self.release_commit.get(v.live) for v in views.values())
+
     def repair(self, round_no, rdir, found, after):
-        """Put the fleet back to sound (each violation belongs to one round): unlock, remove leftovers, redeploy."""
+        """Put the fleet back to sound, so each violation belongs to one round: unlock, remove leftovers, redeploy.
+
+        Also after a round that split the fleet and said so (no violation):
+        the next round's rollback would only refuse.
+        """
         self.repairs += 1
         notes = ["repaired"]
         if any(v.lock is not None for v in after.values()):
@@ -1122,7 +1153,8 @@ class Chaos:
                   + (f"; round time mean {statistics.mean(rt):.2f} s, median {statistics.median(rt):.2f} s,"
                      f" max {max(rt):.2f} s (the fab runs alone: median {statistics.median(self.fab_times):.2f} s)"
                      if rt else ""),
-                  f"- fleet repaired after {self.repairs} round(s) with violations", ""]
+                  f"- fleet repaired (unlock, leftovers removed, redeploy) after {self.repairs} round(s):"
+                  f" each with violations, or with hosts left on different releases", ""]
         if aborted:
             lines += [f"**Stopped early:** {aborted}", ""]
         lines += ["| fault | scheduled | took effect |", "|---|---:|---:|"]
@@ -1175,20 +1207,18 @@ def _names_failed(stderr, host):
 def _names_with_release(stderr, host, live):
     """Whether some line says which release ``host`` has: ``live`` (a release name, or None for none).
 
-    In the ways Fake states a host's release: its summary row ``host  ok
-    <release>`` (it did the run's work), ``host <release>`` side by side
-    (the rollback refusal, the releases table's "hosts disagree" warning),
-    or a line naming the host that says it "switched back to", "is on",
-    "is left on", "is still on"... the release (as the note "web1: switched
-    back to <release>"). Not a ``FAILED`` row (its release column is the
-    run's target), nor an error line that merely contains the release, such
+    In the ways Fake states a host's release: ``host <release>`` side by
+    side (the rollback refusal, the releases table's "hosts disagree"
+    warning), or a line naming the host that says it "switched back to", "is
+    on", "is left on", "is still on"... the release (as the note "web1:
+    switched back to <release>"). Not a summary-table row: its release
+    column is the run's target, and "ok" or "FAILED" there does not say the
+    hosts differ. Nor an error line that merely contains the release, such
     as "[web2] ... connection lost while running 'remove unpublished release
     <release>'".
     """
     h = re.escape(host)
     rel = re.escape(live) if live else r"(none|no release|nothing|no current)"
-    if live and re.search(rf"^{h}\s+ok\s+{rel}\b", stderr, re.M):
-        return True
     said = (r"(switched back to|is on|is still on|left on|still on|stays on|remains on|kept on|may be on"
             r"|might be on|may still be on|has live|live release is|live is)")
     patterns = [
