@@ -256,7 +256,12 @@ def make_schedule(seed, round_no, hosts, kinds):
         params["delay"] = rng.choice((rng.uniform(0.02, 0.25), rng.uniform(0.6, 1.5)))
     elif kind == "hang":
         params["mode"] = rng.choice(("host", "commands"))
-        params["window"] = rng.uniform(0.0, 0.1) if params["mode"] == "commands" else 0.0
+        params["window"] = 0.0
+        if params["mode"] == "commands":
+            # Held commands matter when they are the ones that change a host:
+            # stop whatever starts in the next 30-100 ms after a stage ends.
+            anchor, frac = rng.choice(STAGE_LINES[task]), rng.uniform(0.0, 0.02)
+            params["window"] = rng.uniform(0.03, 0.1)
         params["hold"] = rng.choice((rng.uniform(0.2, 1.0), rng.uniform(2.5, 5.0)))
     elif kind == "hook_fail":
         params["stage"] = rng.choice(HOOK_STAGES["rollback" if action == "rollback" else "deploy"])
