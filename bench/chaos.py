@@ -21,10 +21,12 @@ checked:
    deployed (a dangling ``current`` fails here).
 2. The hosts agree on the live release, or a run exited non-zero and its
    stderr said, for each host that differs, which release it has (see
-   `_names_with_release`: a note "host: ... <release>", "host <release>" as
-   in the rollback refusal, or "host ... is/left/still on <release>"). An
-   error line that only contains the release name does not count. Only a
-   disagreement this round made counts.
+   `_names_with_release`: "host <release>" as in the rollback refusal, or
+   "host ... switched back to / is on / is left on <release>"; not a
+   summary-table row, nor an error line that merely contains the release).
+   A host differs when it is not where the round should have left it: on
+   the release of the round's last run to succeed, or else where all hosts
+   were before the round. Only a disagreement this round made counts.
 3. Every file in ``shared/`` is byte-identical (sha256) to before, except the
    one the chaos hook appends to.
 4. ``revisions.log`` only grows: what it held before is a prefix of it now.
@@ -923,19 +925,27 @@ class Chaos:
         lives = {n: v.live or v.current for n, v in after.items()}
         changed = any(lives[n] != (before[n].live or before[n].current) for n in lives)
         if len(set(lives.values())) > 1 and changed and not killed:
-            counts = collections.Counter(lives.values())
-            top = max(counts.values())
+            # Where the hosts should be: on the release of the round's last run to succeed, else where
+            # they all were before (a failed run changes nothing), else (they differed already) where
+            # most are.
             old = {before[n].live or before[n].current for n in before}
-            leaders = [r for r, c in counts.items() if c == top]
-            ref = next((r for r in leaders if len(old) == 1 and r in old), max(leaders, key=str))
+            ok = sorted((r for r in runs if r.exit == 0), key=lambda r: r.ended)
+            if ok and ok[-1].targets():
+                ref = collections.Counter(ok[-1].targets().values()).most_common(1)[0][0]
+            elif ok and ok[-1].release():
+                ref = ok[-1].release()
+            elif len(old) == 1:
+                ref = old.pop()
+            else:
+                ref = collections.Counter(lives.values()).most_common(1)[0][0]
             failed = [r for r in runs if r.exit not in (0, None)]
             for name, live in lives.items():
                 if live == ref:
                     continue
                 if not any(_names_with_release(r.stderr, name, live) for r in failed):
-                    said = "no run failed" if not failed else "no failed run named it with that release"
-                    bad(2, name, f"left on {live} while {', '.join(n for n, l in lives.items() if l == ref)}"
-                                 f" have {ref}; {said}")
+                    said = "no run failed" if not failed else "no failed run said so"
+                    others = ", ".join(n for n, l in lives.items() if l == ref) or "no host"
+                    bad(2, name, f"left on {live} while {others} have {ref}; {said}")
 
         # 3. shared/ files
         for name, view in after.items():
@@ -1039,6 +1049,9 @@ class Chaos:
                 out.append(f"seed {sched.seed} round {sched.round}: run {run.label} ({run.task}, "
                            f"signals {[signal.Signals(s).name for s in run.signals]}, exit {run.exit})"
                            f" printed a traceback: {last}")
+            if not sched.fault and run.exit != 0 and sched.action != "pair":
+                out.append(f"seed {sched.seed} round {sched.round}: run {run.label} ({run.task}) exited {run.exit}"
+                           f" in a round without a fault: {(run.stderr.strip().splitlines() or [''])[0][:160]}")
             if run.exit not in (0, None) and run.exit > 0 and not run.signals and not run.stderr.strip():
                 out.append(f"seed {sched.seed} round {sched.round}: run {run.label} exited {run.exit}"
                            f" with nothing on stderr")
@@ -1087,11 +1100,31 @@ class Chaos:
         return True
 
     def unsound(self, views):
-        """Hosts that disagree, or a current that is not a complete logged release: what a repair fixes."""
+        """What a repair fixes: hosts that disagree, a current that is not a complete logged release,
+        or hosts whose releases a rollback may go back to differ (so every rollback would refuse)."""
         lives = {v.live for v in views.values()}
-        return len(lives) > 1 or any(
+        return len(lives) > 1 or len({frozenset(_good(v)) for v in views.values()}) > 1 or any(
             v.live is None or v.live not in v.releases or v.releases[v.live][0] is None
             or v.releases[v.live][0] != self.release_commit.get(v.live) for v in views.values())
+
+    def even_out(self):
+        """Same releases, same bad marks on every host: a release some host lacks goes, a bad mark spreads.
+
+        Never the live release. Returns what it did, for the round's notes.
+        """
+        views = {n: self.read(h) for n, h in self.hosts.items()}
+        common = set.intersection(*(set(v.releases) for v in views.values()))
+        bad = {r for v in views.values() for r, (_, b, _) in v.releases.items() if b}
+        done = []
+        for name, view in views.items():
+            doomed = [r for r in view.releases if r not in common and r != view.live]
+            marks = [r for r in view.releases if r in bad and not view.releases[r][1] and r != view.live]
+            script = [f"rm -rf -- {APP}/releases/{r}" for r in doomed]
+            script += [f"touch {APP}/releases/{r}/{BAD_MARKER}" for r in marks]
+            if script:
+                self.hosts[name].sh(" && ".join(script))
+                done.append(f"{name}: " + " ".join([f"-{r}" for r in doomed] + [f"bad:{r}" for r in marks]))
+        return done
 
     def repair(self, round_no, rdir, found, after):
         """Put the fleet back to sound, so each violation belongs to one round: unlock, remove leftovers, redeploy.
@@ -1134,6 +1167,9 @@ class Chaos:
                 self.fab("unlock", rdir, f"repair-unlock{attempt}")
             else:
                 raise Abort(f"round {round_no}: the fleet could not be repaired:\n{run.stderr[-2000:]}")
+        evened = self.even_out()
+        if evened:
+            notes.append("releases evened out (" + "; ".join(evened) + ")")
         return notes
 
     # -- records ---------------------------------------------------------------------
@@ -1190,6 +1226,11 @@ class Chaos:
             lines += [f"- {v.line()}" for v in self.violations]
             lines.append("")
         return "\n".join(lines)
+
+
+def _good(view):
+    """The releases a rollback may pick on a host: not marked bad."""
+    return {r for r, (_, bad, _) in view.releases.items() if not bad}
 
 
 def _comm(pid):
