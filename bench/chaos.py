@@ -1222,10 +1222,28 @@ class Chaos:
             lines += [f"- {o}" for o in self.odd[:50]]
             lines.append("")
         if self.violations:
-            lines += ["Violations:", ""]
+            classes = {}
+            for v in self.violations:
+                classes.setdefault(violation_class(v), []).append(v)
+            lines += ["| violation class | count | first seen (replay: --seed S --first-round R --rounds 1) |",
+                      "|---|---:|---|"]
+            for klass, seen in sorted(classes.items(), key=lambda kv: (kv[0][0], -len(kv[1]))):
+                lines.append(f"| [{klass[0]}] {klass[1]} | {len(seen)} | seed {seen[0].seed} round {seen[0].round} |")
+            lines += ["", "Violations:", ""]
             lines += [f"- {v.line()}" for v in self.violations]
             lines.append("")
         return "\n".join(lines)
+
+
+def violation_class(v):
+    """(invariant, the violation's text without hosts, releases, commits and lock contents)."""
+    text = re.sub(r"deploy\.lock left: (?!\(empty\)).*", "deploy.lock left", v.text)
+    text = re.sub(r"\b\d{14}\b", "<release>", text)
+    text = re.sub(r"\bweb\d+\b", "<host>", text)
+    text = re.sub(r"\b[0-9a-f]{12,40}\b", "<commit>", text)
+    text = re.sub(r"(<host>, )+<host>", "<hosts>", text)
+    text = re.sub(r"\(.*?@[^)]*\)", "(...)", text)
+    return v.invariant, text
 
 
 def _good(view):
