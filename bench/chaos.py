@@ -1328,7 +1328,7 @@ def main(argv=None):
         sys.exit("bench/chaos.py needs root: it starts sshd hosts in their own mount namespaces")
 
     def terminate(signum, frame):
-        raise KeyboardInterrupt()
+        raise KeyboardInterrupt(signal.Signals(signum).name)
 
     # Both set explicitly: started in the background, a process inherits
     # SIGINT ignored, and Ctrl-C (or kill -INT) must still stop everything.
@@ -1343,9 +1343,9 @@ def main(argv=None):
             f" rollback {chaos.est['rollback'][1]:.2f} s; work directory {chaos.work}")
         for round_no in range(args.first_round, args.first_round + args.rounds):
             chaos.play(round_no)
-    except KeyboardInterrupt:
-        aborted = "interrupted"
-        log("interrupted: stopping everything this run started")
+    except KeyboardInterrupt as e:
+        aborted = f"interrupted ({e.args[0] if e.args else 'SIGINT'})"
+        log(f"{aborted}: stopping everything this run started")
     except Abort as e:
         aborted = str(e)
         log(f"stopping: {e}")
@@ -1374,8 +1374,8 @@ def main(argv=None):
             "deploys": [{"round": r, "run": label, "release": name, "commit": sha}
                         for r, label, name, sha in chaos.deploy_log], "round_times": [round(t, 3) for t in chaos.round_times],
         }, indent=2) + "\n")
-    if aborted and aborted != "interrupted":
-        return 2
+    if aborted:
+        return 130 if aborted.startswith("interrupted") else 2
     return 1 if chaos.violations else 0
 
 
