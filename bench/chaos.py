@@ -21,10 +21,12 @@ checked:
    deployed (a dangling ``current`` fails here).
 2. The hosts agree on the live release, or a run exited non-zero and its
    stderr said, for each host that differs, which release it has (see
-   `_names_with_release`: a note "host: ... <release>", "host <release>" as
-   in the rollback refusal, or "host ... is/left/still on <release>"). An
-   error line that only contains the release name does not count. Only a
-   disagreement this round made counts.
+   `_names_with_release`: "host <release>" as in the rollback refusal, or
+   "host ... switched back to / is on / is left on <release>"; not a
+   summary-table row, nor an error line that merely contains the release).
+   A host differs when it is not where the round should have left it: on
+   the release of the round's last run to succeed, or else where all hosts
+   were before the round. Only a disagreement this round made counts.
 3. Every file in ``shared/`` is byte-identical (sha256) to before, except the
    one the chaos hook appends to.
 4. ``revisions.log`` only grows: what it held before is a prefix of it now.
@@ -256,7 +258,12 @@ def make_schedule(seed, round_no, hosts, kinds):
         params["delay"] = rng.choice((rng.uniform(0.02, 0.25), rng.uniform(0.6, 1.5)))
     elif kind == "hang":
         params["mode"] = rng.choice(("host", "commands"))
-        params["window"] = rng.uniform(0.0, 0.1) if params["mode"] == "commands" else 0.0
+        params["window"] = 0.0
+        if params["mode"] == "commands":
+            # Held commands matter when they are the ones that change a host:
+            # stop whatever starts in the next 30-100 ms after a stage ends.
+            anchor, frac = rng.choice(STAGE_LINES[task]), rng.uniform(0.0, 0.02)
+            params["window"] = rng.uniform(0.03, 0.1)
         params["hold"] = rng.choice((rng.uniform(0.2, 1.0), rng.uniform(2.5, 5.0)))
     elif kind == "hook_fail":
         params["stage"] = rng.choice(HOOK_STAGES["rollback" if action == "rollback" else "deploy"])
@@ -708,6 +715,14 @@ class Chaos:
         notes = []
         if self.sigkill_pending is not None:
             notes += self.recover_from_sigkill(round_no, rdir)
+        if sched.action == "rollback" and not self.can_roll_back():
+            # A rollback archives and removes the release it leaves, so two in a
+            # row would find nothing to go back to; give this one something.
+            self.new_commit(round_no, "p")
+            run = self.fab("deploy", rdir, "prep-deploy")
+            self.learn(run, round_no)
+            notes.append("deployed first, to have a release to roll back to"
+                         + ("" if run.exit == 0 else f" (that deploy exited {run.exit})"))
         before = {n: self.read(h) for n, h in self.hosts.items()}
         fault = sched.fault
         env = {}
@@ -759,11 +774,12 @@ class Chaos:
         self.violations += found
         odd = self.oddities(sched, runs)
         self.odd += odd
-        if found and not killed:
+        repaired = not killed and (found or self.unsound(after))
+        if repaired:
             notes += self.repair(round_no, rdir, found, after)
         # What this round leaves is the next round's "before".
         for name, host in self.hosts.items():
-            view = after[name] if not found else self.read(host)
+            view = self.read(host) if repaired else after[name]
             self.log_state[name] = (view.log_size, view.log_all)
             if any(v.invariant == 3 and v.host == name for v in found):
                 self.shared_base[name] = {p: d for p, d in view.shared.items() if p != HOOK_LOG}
@@ -909,19 +925,27 @@ class Chaos:
         lives = {n: v.live or v.current for n, v in after.items()}
         changed = any(lives[n] != (before[n].live or before[n].current) for n in lives)
         if len(set(lives.values())) > 1 and changed and not killed:
-            counts = collections.Counter(lives.values())
-            top = max(counts.values())
+            # Where the hosts should be: on the release of the round's last run to succeed, else where
+            # they all were before (a failed run changes nothing), else (they differed already) where
+            # most are.
             old = {before[n].live or before[n].current for n in before}
-            leaders = [r for r, c in counts.items() if c == top]
-            ref = next((r for r in leaders if len(old) == 1 and r in old), max(leaders, key=str))
+            ok = sorted((r for r in runs if r.exit == 0), key=lambda r: r.ended)
+            if ok and ok[-1].targets():
+                ref = collections.Counter(ok[-1].targets().values()).most_common(1)[0][0]
+            elif ok and ok[-1].release():
+                ref = ok[-1].release()
+            elif len(old) == 1:
+                ref = old.pop()
+            else:
+                ref = collections.Counter(lives.values()).most_common(1)[0][0]
             failed = [r for r in runs if r.exit not in (0, None)]
             for name, live in lives.items():
                 if live == ref:
                     continue
                 if not any(_names_with_release(r.stderr, name, live) for r in failed):
-                    said = "no run failed" if not failed else "no failed run named it with that release"
-                    bad(2, name, f"left on {live} while {', '.join(n for n, l in lives.items() if l == ref)}"
-                                 f" have {ref}; {said}")
+                    said = "no run failed" if not failed else "no failed run said so"
+                    others = ", ".join(n for n, l in lives.items() if l == ref) or "no host"
+                    bad(2, name, f"left on {live} while {others} have {ref}; {said}")
 
         # 3. shared/ files
         for name, view in after.items():
@@ -975,24 +999,27 @@ class Chaos:
                     bad(5, name, f"deploy.lock left: {view.lock.strip()[:160] or '(empty)'}")
 
         # 6. failed runs fail loudly, successful ones really succeeded
-        finished_ok = sorted((r for r in runs if r.exit == 0), key=lambda r: r.ended)
-        success = {n: False for n in after}
-        for run in finished_ok:
-            targets = run.targets()
+        def target(run, host):
+            return run.targets().get(host) or (run.release() if run.task == "deploy" else None)
+
+        def line(run, release):
+            return (f"deployed as release {release} " if run.task == "deploy"
+                    else f"rolled back to release {release} ")
+
+        logged = {n: " ".join(v.log_new) + " " for n, v in after.items()}
+        # A host did a run's work if it is on that run's release and logged it (whatever the exit:
+        # a signal can come after the last host finished).
+        success = {n: any(target(r, n) and after[n].live == target(r, n) and line(r, target(r, n)) in logged[n]
+                          for r in runs) for n in after}
+        for run in (r for r in runs if r.exit == 0):
             for name, view in after.items():
-                logged = " ".join(view.log_new) + " "
-                target = targets.get(name) or (run.release() if run.task == "deploy" else None)
-                line = (f"deployed as release {target} " if run.task == "deploy"
-                        else f"rolled back to release {target} ")
-                if target is None or line not in logged:
+                want = target(run, name)
+                if want is None or line(run, want) not in logged[name]:
                     bad(6, name, f"run {run.label} ({run.task}) exited 0 but {name}'s revisions.log"
-                                 f" has no '{line.strip()}'")
-                if run is finished_ok[-1]:
-                    if target is not None and view.live == target:
-                        success[name] = True
-                    elif target is not None:
-                        bad(6, name, f"run {run.label} ({run.task}) exited 0 but {name} is on {view.live},"
-                                     f" not {target}")
+                                 f" has no '{line(run, want).strip()}'")
+                elif view.live not in {target(r, name) for r in runs}:
+                    bad(6, name, f"run {run.label} ({run.task}) exited 0 but {name} is on {view.live},"
+                                 f" the release of no run of this round")
         # A host a fault reached that did not end up deployed: a failed run names it, unless that
         # run failed on another host first (then the fleet stopped for that one's reason).
         failed = [r for r in runs if r.exit not in (0, None)]
@@ -1022,6 +1049,9 @@ class Chaos:
                 out.append(f"seed {sched.seed} round {sched.round}: run {run.label} ({run.task}, "
                            f"signals {[signal.Signals(s).name for s in run.signals]}, exit {run.exit})"
                            f" printed a traceback: {last}")
+            if not sched.fault and run.exit != 0 and sched.action != "pair":
+                out.append(f"seed {sched.seed} round {sched.round}: run {run.label} ({run.task}) exited {run.exit}"
+                           f" in a round without a fault: {(run.stderr.strip().splitlines() or [''])[0][:160]}")
             if run.exit not in (0, None) and run.exit > 0 and not run.signals and not run.stderr.strip():
                 out.append(f"seed {sched.seed} round {sched.round}: run {run.label} exited {run.exit}"
                            f" with nothing on stderr")
@@ -1061,8 +1091,47 @@ class Chaos:
                 f" {'named' if pid_named else 'did not name'} the pid and "
                 f"{'said' if dead_said else 'did not say'} it is dead"]
 
+    def can_roll_back(self):
+        """Every host has a release older than its live one that is not marked bad."""
+        for host in self.hosts.values():
+            view = self.read(host)
+            if not view.live or not any(n < view.live and not bad for n, (_, bad, _) in view.releases.items()):
+                return False
+        return True
+
+    def unsound(self, views):
+        """What a repair fixes: hosts that disagree, a current that is not a complete logged release,
+        or hosts whose releases a rollback may go back to differ (so every rollback would refuse)."""
+        lives = {v.live for v in views.values()}
+        return len(lives) > 1 or len({frozenset(_good(v)) for v in views.values()}) > 1 or any(
+            v.live is None or v.live not in v.releases or v.releases[v.live][0] is None
+            or v.releases[v.live][0] != self.release_commit.get(v.live) for v in views.values())
+
+    def even_out(self):
+        """Same releases, same bad marks on every host: a release some host lacks goes, a bad mark spreads.
+
+        Never the live release. Returns what it did, for the round's notes.
+        """
+        views = {n: self.read(h) for n, h in self.hosts.items()}
+        common = set.intersection(*(set(v.releases) for v in views.values()))
+        bad = {r for v in views.values() for r, (_, b, _) in v.releases.items() if b}
+        done = []
+        for name, view in views.items():
+            doomed = [r for r in view.releases if r not in common and r != view.live]
+            marks = [r for r in view.releases if r in bad and not view.releases[r][1] and r != view.live]
+            script = [f"rm -rf -- {APP}/releases/{r}" for r in doomed]
+            script += [f"touch {APP}/releases/{r}/{BAD_MARKER}" for r in marks]
+            if script:
+                self.hosts[name].sh(" && ".join(script))
+                done.append(f"{name}: " + " ".join([f"-{r}" for r in doomed] + [f"bad:{r}" for r in marks]))
+        return done
+
     def repair(self, round_no, rdir, found, after):
-        """Put the fleet back to sound (each violation belongs to one round): unlock, remove leftovers, redeploy."""
+        """Put the fleet back to sound, so each violation belongs to one round: unlock, remove leftovers, redeploy.
+
+        Also after a round that split the fleet and said so (no violation):
+        the next round's rollback would only refuse.
+        """
         self.repairs += 1
         notes = ["repaired"]
         if any(v.lock is not None for v in after.values()):
@@ -1098,6 +1167,9 @@ class Chaos:
                 self.fab("unlock", rdir, f"repair-unlock{attempt}")
             else:
                 raise Abort(f"round {round_no}: the fleet could not be repaired:\n{run.stderr[-2000:]}")
+        evened = self.even_out()
+        if evened:
+            notes.append("releases evened out (" + "; ".join(evened) + ")")
         return notes
 
     # -- records ---------------------------------------------------------------------
@@ -1122,7 +1194,8 @@ class Chaos:
                   + (f"; round time mean {statistics.mean(rt):.2f} s, median {statistics.median(rt):.2f} s,"
                      f" max {max(rt):.2f} s (the fab runs alone: median {statistics.median(self.fab_times):.2f} s)"
                      if rt else ""),
-                  f"- fleet repaired after {self.repairs} round(s) with violations", ""]
+                  f"- fleet repaired (unlock, leftovers removed, redeploy) after {self.repairs} round(s):"
+                  f" each with violations, or with hosts left on different releases", ""]
         if aborted:
             lines += [f"**Stopped early:** {aborted}", ""]
         lines += ["| fault | scheduled | took effect |", "|---|---:|---:|"]
@@ -1149,10 +1222,33 @@ class Chaos:
             lines += [f"- {o}" for o in self.odd[:50]]
             lines.append("")
         if self.violations:
-            lines += ["Violations:", ""]
+            classes = {}
+            for v in self.violations:
+                classes.setdefault(violation_class(v), []).append(v)
+            lines += ["| violation class | count | first seen (replay: --seed S --first-round R --rounds 1) |",
+                      "|---|---:|---|"]
+            for klass, seen in sorted(classes.items(), key=lambda kv: (kv[0][0], -len(kv[1]))):
+                lines.append(f"| [{klass[0]}] {klass[1]} | {len(seen)} | seed {seen[0].seed} round {seen[0].round} |")
+            lines += ["", "Violations:", ""]
             lines += [f"- {v.line()}" for v in self.violations]
             lines.append("")
         return "\n".join(lines)
+
+
+def violation_class(v):
+    """(invariant, the violation's text without hosts, releases, commits and lock contents)."""
+    text = re.sub(r"deploy\.lock left: (?!\(empty\)).*", "deploy.lock left", v.text)
+    text = re.sub(r"\b\d{14}\b", "<release>", text)
+    text = re.sub(r"\bweb\d+\b", "<host>", text)
+    text = re.sub(r"\b[0-9a-f]{12,40}\b", "<commit>", text)
+    text = re.sub(r"(<host>, )+<host>", "<hosts>", text)
+    text = re.sub(r"\(.*?@[^)]*\)", "(...)", text)
+    return v.invariant, text
+
+
+def _good(view):
+    """The releases a rollback may pick on a host: not marked bad."""
+    return {r for r, (_, bad, _) in view.releases.items() if not bad}
 
 
 def _comm(pid):
@@ -1175,20 +1271,18 @@ def _names_failed(stderr, host):
 def _names_with_release(stderr, host, live):
     """Whether some line says which release ``host`` has: ``live`` (a release name, or None for none).
 
-    In the ways Fake states a host's release: its summary row ``host  ok
-    <release>`` (it did the run's work), ``host <release>`` side by side
-    (the rollback refusal, the releases table's "hosts disagree" warning),
-    or a line naming the host that says it "switched back to", "is on",
-    "is left on", "is still on"... the release (as the note "web1: switched
-    back to <release>"). Not a ``FAILED`` row (its release column is the
-    run's target), nor an error line that merely contains the release, such
+    In the ways Fake states a host's release: ``host <release>`` side by
+    side (the rollback refusal, the releases table's "hosts disagree"
+    warning), or a line naming the host that says it "switched back to", "is
+    on", "is left on", "is still on"... the release (as the note "web1:
+    switched back to <release>"). Not a summary-table row: its release
+    column is the run's target, and "ok" or "FAILED" there does not say the
+    hosts differ. Nor an error line that merely contains the release, such
     as "[web2] ... connection lost while running 'remove unpublished release
     <release>'".
     """
     h = re.escape(host)
     rel = re.escape(live) if live else r"(none|no release|nothing|no current)"
-    if live and re.search(rf"^{h}\s+ok\s+{rel}\b", stderr, re.M):
-        return True
     said = (r"(switched back to|is on|is still on|left on|still on|stays on|remains on|kept on|may be on"
             r"|might be on|may still be on|has live|live release is|live is)")
     patterns = [
@@ -1234,7 +1328,7 @@ def main(argv=None):
         sys.exit("bench/chaos.py needs root: it starts sshd hosts in their own mount namespaces")
 
     def terminate(signum, frame):
-        raise KeyboardInterrupt()
+        raise KeyboardInterrupt(signal.Signals(signum).name)
 
     # Both set explicitly: started in the background, a process inherits
     # SIGINT ignored, and Ctrl-C (or kill -INT) must still stop everything.
@@ -1249,9 +1343,9 @@ def main(argv=None):
             f" rollback {chaos.est['rollback'][1]:.2f} s; work directory {chaos.work}")
         for round_no in range(args.first_round, args.first_round + args.rounds):
             chaos.play(round_no)
-    except KeyboardInterrupt:
-        aborted = "interrupted"
-        log("interrupted: stopping everything this run started")
+    except KeyboardInterrupt as e:
+        aborted = f"interrupted ({e.args[0] if e.args else 'SIGINT'})"
+        log(f"{aborted}: stopping everything this run started")
     except Abort as e:
         aborted = str(e)
         log(f"stopping: {e}")
@@ -1280,8 +1374,8 @@ def main(argv=None):
             "deploys": [{"round": r, "run": label, "release": name, "commit": sha}
                         for r, label, name, sha in chaos.deploy_log], "round_times": [round(t, 3) for t in chaos.round_times],
         }, indent=2) + "\n")
-    if aborted and aborted != "interrupted":
-        return 2
+    if aborted:
+        return 130 if aborted.startswith("interrupted") else 2
     return 1 if chaos.violations else 0
 
 

@@ -22,14 +22,25 @@ LIMIT = 170  # seconds; a run takes about 70 s on an idle 2-core machine
 def test_short_chaos_run_keeps_every_invariant(project):
     _require_root()
     result_path = project / "chaos.json"
-    proc = subprocess.run(
+    proc = subprocess.Popen(
         [sys.executable, str(ROOT / "bench" / "chaos.py"), "--rounds", str(ROUNDS), "--seed", str(SEED),
          "--json", str(result_path)],
-        cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=LIMIT,
+        cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    assert result_path.exists(), f"exit {proc.returncode}\n{proc.stderr[-4000:]}"
+    try:
+        stdout, stderr = proc.communicate(timeout=LIMIT)
+    except subprocess.TimeoutExpired:
+        proc.terminate()
+        stdout, stderr = proc.communicate(timeout=60)
+        raise AssertionError(f"not done in {LIMIT} s\n{stderr[-4000:]}") from None
+    finally:
+        # SIGTERM, not the SIGKILL subprocess.run would send: the script stops its hosts on the way out.
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(60)
+    assert result_path.exists(), f"exit {proc.returncode}\n{stderr[-4000:]}"
     result = json.loads(result_path.read_text())
-    assert result["aborted"] is None, f"{result['aborted']}\n{proc.stderr[-4000:]}"
+    assert result["aborted"] is None, f"{result['aborted']}\n{stderr[-4000:]}"
     assert result["rounds"] == ROUNDS
     sys.path.insert(0, str(ROOT / "bench"))
     from chaos import FAULTS
@@ -37,4 +48,4 @@ def test_short_chaos_run_keeps_every_invariant(project):
     assert set(result["faults_scheduled"]) == set(FAULTS), "every fault kind is drawn"
     violations = [f"seed {v['seed']} round {v['round']}: [{v['invariant']}] "
                   + (f"{v['host']}: " if v["host"] else "") + v["text"] for v in result["violations"]]
-    assert not violations, ("\n".join(violations) + "\n\n" + proc.stdout[-3000:])
+    assert not violations, ("\n".join(violations) + "\n\n" + stdout[-3000:])
