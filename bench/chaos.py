@@ -993,7 +993,8 @@ class Chaos:
                     if re.fullmatch(r"rolled-back-release-\d{14}\.tar\.gz", entry):
                         continue
                     what = ("temp link" if entry == ".current.fake.tmp" else
-                            "upload temp file" if entry.startswith(".fake-upload-") else "unexpected entry")
+                            "upload temp file" if entry.startswith(".fake-upload-") else
+                            "archive in the making" if entry.startswith(".fake-archive") else "unexpected entry")
                     bad(5, name, f"{what} {entry} left in {APP}")
                 if view.lock is not None:
                     bad(5, name, f"deploy.lock left: {view.lock.strip()[:160] or '(empty)'}")
@@ -1144,7 +1145,7 @@ class Chaos:
         for name, view in after.items():
             doomed = [f"{APP}/releases/{h}" for h in view.hidden]
             doomed += [f"{APP}/{e}" for e in view.entries
-                       if e == ".current.fake.tmp" or e.startswith(".fake-upload-") or e.startswith(".fake-checkout-")]
+                       if e == ".current.fake.tmp" or e.startswith((".fake-upload-", ".fake-checkout-", ".fake-archive"))]
             for v in found:
                 m = re.match(r"half-made release (\d{14})", v.text)
                 if v.host == name and m and m.group(1) != view.live:

@@ -13,7 +13,7 @@ from ..exceptions import ConfigError, MissingSetting
 from ..state import env
 
 __all__ = [
-    "cenv", "RELEASE_NAME", "STAMP", "LOCK_FILE", "BAD_MARKER",
+    "cenv", "RELEASE_NAME", "STAMP", "LOCK_FILE", "BAD_MARKER", "ARCHIVE_TEMP",
     "deploy_path", "releases_path", "shared_path", "repo_path", "current_path", "release_path",
     "lock_path", "linked_paths", "check_settings",
 ]
@@ -24,6 +24,10 @@ RELEASE_NAME = re.compile(r"^\d{14}$")
 STAMP = "%Y%m%d%H%M%S"
 LOCK_FILE = "deploy.lock"
 BAD_MARKER = ".fake-bad"  # in a release that failed its health check; never a rollback target
+# A rolled-back release is archived under this hidden name, then renamed: a run that
+# dies mid-archive leaves no half archive under the real name, and whoever next
+# holds or releases the lock removes it.
+ARCHIVE_TEMP = ".fake-archive.tar"
 
 
 # -- paths ------------------------------------------------------------------

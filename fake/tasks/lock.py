@@ -9,12 +9,13 @@ removes only a lock that holds this flow's token.
 import datetime
 import json
 import os
+import posixpath
 import socket
 
 from ..shell import Script, quote
 from ..state import env, registry
 from .commands import current_run, send
-from .layout import deploy_path, lock_path
+from .layout import ARCHIVE_TEMP, deploy_path, lock_path
 from .progress import deploy_state, shared
 
 __all__ = ["describe_lock", "unlock_hint", "unlock_shell", "final_unlock", "send_last", "owner_gone", "take_over",
@@ -119,11 +120,16 @@ def _parse(raw):
 
 
 def unlock_shell(token):
-    """Shell removing the lock only if it holds ``token`` (hex: safe in a case pattern; builtins only)."""
+    """Shell removing the lock only if it holds ``token`` (hex: safe in a case pattern; builtins only).
+
+    What only a lock holder makes goes with it: the file the probe writes
+    before linking it in, and a rollback's archive in the making, if a
+    dropped connection left either.
+    """
     lock, new = quote(lock_path()), quote(f"{lock_path()}.{token}")
-    # The file the probe writes before linking it in goes too, if a dropped connection left it.
+    temp = quote(posixpath.join(deploy_path(), ARCHIVE_TEMP))
     return (f"if [ -f {lock} ]; then fake_lock=; {{ read -r fake_lock < {lock}; }} 2>/dev/null || true\n"
-            f"  case $fake_lock in *{quote(token)}*) rm -f -- {lock};; esac\nfi\n"
+            f"  case $fake_lock in *{quote(token)}*) rm -f -- {temp} {temp}.gz {lock};; esac\nfi\n"
             f"if [ -e {new} ]; then rm -f -- {new}; fi\n")
 
 

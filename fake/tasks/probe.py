@@ -11,7 +11,7 @@ import posixpath
 from ..scm.base import PROBE_PREFIX as SCM_PROBE_PREFIX
 from ..shell import block, quote, unblock
 from .commands import send
-from .layout import BAD_MARKER, LOCK_FILE, RELEASE_NAME, cenv, deploy_path, linked_paths, repo_path, shared_path
+from .layout import ARCHIVE_TEMP, BAD_MARKER, LOCK_FILE, RELEASE_NAME, cenv, deploy_path, linked_paths, repo_path, shared_path
 
 __all__ = ["HostState", "probe_script", "inspect"]
 
@@ -114,6 +114,8 @@ def probe_script(lock_info=None, scm=None, with_log=False):
             f"  [ -d {d} ] || mkdir -p {d}",
             f"  fake_new={lock}.{quote(lock_info['token'])}",
             f"  if {{ printf '%s%s}}\\n' {head} \"$now\" > \"$fake_new\"; }} 2>/dev/null && ln \"$fake_new\" {lock} 2>/dev/null; then echo locked;",
+            # A dead run's archive in the making: ours now to remove.
+            f"    rm -f -- {d}/{ARCHIVE_TEMP} {d}/{ARCHIVE_TEMP}.gz",
             f"  elif [ -e {lock} ]; then printf 'lock %s\\n' \"$(cat {lock} 2>/dev/null | tr '\\n' ' ')\";",
             "  else echo lockfail; fi",
             '  rm -f -- "$fake_new"',

@@ -12,7 +12,7 @@ from ..shell import Script, join, quote
 from ..state import env
 from .commands import current_run, log_line, stage_task, user
 from .decide import rollback_plan
-from .layout import deploy_path, release_path, releases_path
+from .layout import ARCHIVE_TEMP, deploy_path, release_path, releases_path
 from .lock import send_last
 from .progress import banner, deploy_state, facts, fleet, probed, shared, show
 
@@ -52,14 +52,17 @@ def _archive_rolled_back():
     old, target = st.rolled_back_from, st.release
     script = Script()
     if old and old > target:
-        tarball = posixpath.join(deploy_path(), f"rolled-back-release-{old}.tar")
+        tarball = posixpath.join(deploy_path(), f"rolled-back-release-{old}.tar.gz")
+        temp = posixpath.join(deploy_path(), ARCHIVE_TEMP)
         # Two steps, not `tar -z` or a pipe: gzip -1 is most of the saving at a
         # fraction of the CPU, any tar can do it, and each step's exit counts.
-        # A full disk must not leave half an archive behind: a failed step removes its output.
-        gone = f"{{ rm -f -- {quote(tarball)} {quote(tarball + '.gz')}; false; }}"
+        # Built under a temp name and renamed: a full disk or a dropped
+        # connection never leaves half an archive under the real name.
+        gone = f"{{ rm -f -- {quote(temp)} {quote(temp + '.gz')}; false; }}"
         script.add("archive rolled-back release",
-                   f"{join(['tar', '-cf', tarball, '-C', releases_path(), old])} || {gone}")
-        script.add("compress archive", f"{join(['gzip', '-1', '-f', tarball])} || {gone}")
+                   f"{join(['tar', '-cf', temp, '-C', releases_path(), old])} || {gone}")
+        script.add("compress archive", f"{join(['gzip', '-1', '-f', temp])} || {gone}")
+        script.argv("keep archive", "mv", "-f", "--", temp + ".gz", tarball)
         script.argv("remove rolled-back release", "rm", "-rf", "--", release_path(old))
     log_line(script, "log rollback", f"{user()} rolled back to release {target}")
     send_last(script, "finishing rollback")

@@ -26,6 +26,23 @@ def shared_files(host):
     return host.sh(f"cd {APP}/shared && find . -type f -exec sha256sum {{}} + | sort")
 
 
+def bind_wrapper(fleet, host, command, script):
+    """Put ``script`` over /usr/bin/``command`` on ``host`` (its own mount namespace); the real one is /srv/.``command``-real."""
+    wrapper = fleet.workdir / f"{command}-wrapper-{host.name}"
+    wrapper.write_text(script)
+    wrapper.chmod(0o755)
+    host.sh(f"cp /usr/bin/{command} /srv/.{command}-real && mount --bind {wrapper} /usr/bin/{command}")
+
+
+def small_disk(host, size, room=""):
+    """Move ``host``'s app onto a tmpfs of ``size``, then fill it (leaving ``room`` free, e.g. '64K')."""
+    keep = f"/tmp/keep-{host.name}"
+    leave = f" && truncate -s -{room} {APP}/filler" if room else ""
+    host.sh(f"mkdir -p {keep} && cp -a {APP}/. {keep}/ && mount -t tmpfs -o size={size} tmpfs {APP} && "
+            f"cp -a {keep}/. {APP}/ && rm -rf {keep} && chown -R fake-test {APP} && "
+            f"(dd if=/dev/zero of={APP}/filler bs=4k 2>/dev/null || true){leave}")
+
+
 def wait_for(check, seconds=30):
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -41,10 +58,8 @@ def test_sigkill_mid_switch_then_the_next_deploy_explains_and_take_lock_repairs(
     old = {h.name: live(h) for h in fleet.hosts}
     shared_before = {h.name: shared_files(h) for h in fleet.hosts}
     slow = fleet["db1"]
-    wrapper = fleet.workdir / "mv-wrapper"
-    wrapper.write_text(HOLD_MV)
-    wrapper.chmod(0o755)
-    slow.sh(f"cp /usr/bin/mv /srv/.mv-real && mount --bind {wrapper} /usr/bin/mv && touch /srv/hold-mv")
+    bind_wrapper(fleet, slow, "mv", HOLD_MV)
+    slow.sh("touch /srv/hold-mv")
     commit(repo, {"app.py": "print('v2')\n"}, "v2")
     proc = popen(project, fleet, "-R", "production", "deploy")
     try:
@@ -115,10 +130,8 @@ def test_a_switch_held_past_its_timeout_can_never_land_after_the_clean_up(fab, a
     ok(deploy(fab, fleet, "deploy"))
     slow = fleet["db1"]
     old = live(slow)
-    wrapper = fleet.workdir / "mv-late"
-    wrapper.write_text(LATE_MV)
-    wrapper.chmod(0o755)
-    slow.sh(f"cp /usr/bin/mv /srv/.mv-real && mount --bind {wrapper} /usr/bin/mv && touch /srv/hold-mv")
+    bind_wrapper(fleet, slow, "mv", LATE_MV)
+    slow.sh("touch /srv/hold-mv")
     commit(repo, {"app.py": "print('v2')\n"}, "v2")
     proc = fab(["--set", "command_timeout=3", "-R", "production", "deploy"], fleet=fleet)
     assert proc.returncode != 0 and "[db1]" in proc.stderr, explain(proc)
@@ -165,9 +178,7 @@ def test_a_full_disk_never_leaves_an_empty_lock(fab, app):
     fleet = app()
     ok(deploy(fab, fleet, "deploy"))
     db1 = fleet["db1"]
-    db1.sh(f"mkdir -p /tmp/keep-db1 && cp -a {APP}/. /tmp/keep-db1/ && mount -t tmpfs -o size=2m tmpfs {APP} && "
-           f"cp -a /tmp/keep-db1/. {APP}/ && rm -rf /tmp/keep-db1 && chown -R fake-test {APP} && "
-           f"(dd if=/dev/zero of={APP}/filler bs=4k 2>/dev/null || true)")
+    small_disk(db1, "2m")
     proc = deploy(fab, fleet, "deploy")
     assert proc.returncode != 0 and "[db1]" in proc.stderr and "disk not full" in proc.stderr, explain(proc)
     assert not marker(db1, LOCK), db1.sh(f"ls -la {APP}")
@@ -183,10 +194,44 @@ def test_a_rollback_on_a_full_disk_leaves_no_half_archive(fab, app, repo):
     ok(deploy(fab, fleet, "deploy"))
     db1 = fleet["db1"]
     # Room for the lock and the log, not for an archive of the 300 KB release rolled back from.
-    db1.sh(f"mkdir -p /tmp/keep-db1 && cp -a {APP}/. /tmp/keep-db1/ && mount -t tmpfs -o size=4m tmpfs {APP} && "
-           f"cp -a /tmp/keep-db1/. {APP}/ && rm -rf /tmp/keep-db1 && chown -R fake-test {APP} && "
-           f"(dd if=/dev/zero of={APP}/filler bs=4k 2>/dev/null || true) && truncate -s -64K {APP}/filler")
+    small_disk(db1, "4m", room="64K")
     proc = deploy(fab, fleet, "rollback")
     assert proc.returncode != 0 and "[db1]" in proc.stderr, explain(proc)
-    assert db1.sh(f"ls {APP} | grep rolled-back-release || true").strip() == "", db1.sh(f"ls -la {APP}")
+    assert archives(db1) == "", db1.sh(f"ls -la {APP}")
     assert no_lock_anywhere(fleet)
+
+
+def archives(host):
+    return host.sh(f"ls -a {APP} | grep -e rolled-back-release -e fake-archive || true").strip()
+
+
+HOLD_GZIP = textwrap.dedent("""\
+    #!/bin/sh
+    # gzip, held while /srv/hold-gzip exists: the rollback's archive half made.
+    if [ -e /srv/hold-gzip ]; then touch /srv/gzip-held; sleep 60; fi
+    exec /srv/.gzip-real "$@"
+""")
+
+
+def test_a_connection_lost_while_a_rollback_archives_leaves_no_half_archive(fab, project, app, repo):
+    """The chaos run's rounds 19 and 372 (seed 20261129), replayed: the clean-up removes the archive in the making."""
+    fleet = app()
+    ok(deploy(fab, fleet, "deploy"))
+    commit(repo, {"app.py": "print('v2')\n"}, "v2")
+    ok(deploy(fab, fleet, "deploy"))
+    db1 = fleet["db1"]
+    bind_wrapper(fleet, db1, "gzip", HOLD_GZIP)
+    db1.sh("touch /srv/hold-gzip")
+    proc = popen(project, fleet, "-R", "production", "rollback")
+    assert wait_for(lambda: marker(db1, "/srv/gzip-held")), "db1 reached the archive's gzip"
+    assert archives(db1) != "", "tar's output is there, half archived"
+    db1.crash()  # the connection drops while the archive is half made
+    time.sleep(0.5)
+    db1.restart()
+    db1.sh("rm -f /srv/hold-gzip")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0 and "[db1]" in err, out + err
+    assert archives(db1) == "", out + err + db1.sh(f"ls -la {APP}")
+    assert no_lock_anywhere(fleet), out + err
+    # The rollback went live everywhere before the archive: it stays.
+    assert {live(h) for h in fleet.hosts} == {live(db1)}, out + err
