@@ -34,7 +34,8 @@ checked:
    round made has REVISION (the logged commit) and links, and is live, or
    logged in that host's revisions.log as deployed or switched back, or
    marked bad; no hidden entry in ``releases/`` (a failed export's flag), no
-   ``.fake-upload-*``, no ``.current.fake.tmp``, nothing else new in
+   ``.fake-upload-*`` or ``.fake-archive*``, no ``.current.fake.tmp`` link
+   (a directory there is the fence a failed run leaves), nothing else new in
    deploy_path (e.g. a rolled-back release's ``.tar`` whose gzip failed), no
    ``deploy.lock``. Not checked after a SIGKILL of the controller: then the
    next round first runs a deploy, records whether its error names the dead
@@ -390,6 +391,7 @@ class HostView:
     log_new: list = field(default_factory=list)
     lock: str = None
     shared: dict = field(default_factory=dict)
+    fence: bool = False                 # .current.fake.tmp is a directory: a failed run's fence
 
     @property
     def live(self):
@@ -410,6 +412,8 @@ class HostView:
             v.entries = set(os.listdir(app))
         except FileNotFoundError:
             return v
+        fence = app / ".current.fake.tmp"
+        v.fence = fence.is_dir() and not fence.is_symlink()
         current = app / "current"
         if current.is_symlink():
             v.current = os.readlink(current)
@@ -988,8 +992,8 @@ class Chaos:
                     bad(5, name, f"releases/{hidden} left behind")
                 allowed = {"repo", "releases", "shared", "current", "revisions.log"}
                 for entry in sorted(view.entries - prior.entries - allowed):
-                    if entry == "deploy.lock":
-                        continue
+                    if entry == "deploy.lock" or (entry == ".current.fake.tmp" and view.fence):
+                        continue  # the lock is checked below; a fence stops a late switch (by design)
                     if re.fullmatch(r"rolled-back-release-\d{14}\.tar\.gz", entry):
                         continue
                     what = ("temp link" if entry == ".current.fake.tmp" else

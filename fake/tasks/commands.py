@@ -17,7 +17,8 @@ from ..shell import quote, remove_if_present
 from ..state import env, registry
 from .layout import current_path, deploy_path
 
-__all__ = ["here", "timeout", "send", "Gate", "current_run", "user", "stage_task", "log_line", "switch_steps", "temp_link_path"]
+__all__ = ["here", "timeout", "send", "Gate", "current_run", "user", "stage_task", "log_line", "switch_steps", "restore_steps",
+           "temp_link_path", "fence_shell"]
 
 
 def send(command, label, gate=None, stdin=None):
@@ -88,27 +89,43 @@ def log_line(script, label, line):
     script.add(label, f"printf '%s\\n' {quote(line)} >> {quote(posixpath.join(deploy_path(), 'revisions.log'))}")
 
 
-def temp_link_path():
-    """The new link ``mv -T`` renames over ``current``; removing it disarms a switch still in flight."""
-    return posixpath.join(deploy_path(), ".current.fake.tmp")
+def temp_link_path(name=".current.fake.tmp"):
+    """The new link ``mv -T`` renames over ``current`` (the switch's, unless ``name`` says otherwise)."""
+    return posixpath.join(deploy_path(), name)
 
 
-def switch_steps(script, name=None, target=None):
+def fence_shell():
+    """Shell: put a directory where a switch makes its temp link, so a switch still in flight can never land.
+
+    A switch whose command outlived its timeout may be anywhere in its
+    steps (stopped before its ``ln -s``, say). With a directory there, a
+    late ``ln -s`` makes its link inside it and a late ``mv -T`` fails (a
+    directory cannot replace the ``current`` link). The next switch, made
+    under the lock, removes it. A few tries: a late ``ln`` may slip in
+    between the ``rm`` and the ``mkdir``.
+    """
+    tmp = quote(temp_link_path())
+    return (f"fake_try=0; while [ $fake_try -lt 5 ]; do mkdir {tmp} 2>/dev/null && break; "
+            f"if [ -d {tmp} ] && [ ! -L {tmp} ]; then break; fi; rm -f -- {tmp}; fake_try=$((fake_try + 1)); done")
+
+
+def switch_steps(script, name=None, target=None, temp=None):
     """current -> releases/<name> (or the link text ``target``) atomically.
 
     A new link renamed over the old one: ``ln -sfn`` would unlink and then
-    create, leaving a moment with no current.
+    create, leaving a moment with no current. A fence a failed run left
+    where the temp link goes is removed first: this run holds the lock.
     """
     target = target or posixpath.join("releases", name)
-    tmp = temp_link_path()
-    script.add("remove stale temp link", remove_if_present(tmp))
+    tmp = temp or temp_link_path()
+    script.add("remove stale temp link", remove_if_present(tmp, recursive=True))
     script.argv("ln -s", "ln", "-s", target, tmp)
     script.argv("mv -T", "mv", "-T", tmp, current_path())
 
 
-def restore_steps(script, previous):
+def restore_steps(script, previous, temp=None):
     """current back to the link text it had (``previous``), or removed if it had none."""
     if previous:
-        switch_steps(script, target=previous)
+        switch_steps(script, target=previous, temp=temp)
     else:
         script.argv("remove current", "rm", "-f", current_path())

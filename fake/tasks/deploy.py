@@ -216,6 +216,7 @@ def _symlink():
     script = Script()
     script.argv("release exists", "test", "-d", release_path(st.release))
     switch_steps(script, st.release)
+    st.switch_sent = True
     send(script.render(), "switch current")
     st.published = True
 

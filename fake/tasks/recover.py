@@ -10,9 +10,9 @@ release bad, so rollback never picks it.
 import posixpath
 
 from ..scm import strategy
-from ..shell import Script, join, quote, remove_if_present
+from ..shell import Script, join, quote
 from ..state import env, registry
-from .commands import current_run, log_line, restore_steps, stage_task, temp_link_path, user
+from .commands import current_run, fence_shell, log_line, restore_steps, stage_task, temp_link_path, user
 from .layout import BAD_MARKER, RELEASE_NAME, cenv, current_path, deploy_path, release_path
 from .lock import send_last
 from .progress import action, deploy_state, probed
@@ -25,9 +25,9 @@ def _failed():
     st = deploy_state()
     if not st.published:
         if st.created:
-            _remove_unpublished(st.created, st.previous_current)
+            _remove_unpublished(st.created, st.previous_current, st.switch_sent)
         elif action() == "rollback" and st.release and not st.skip:
-            _undo_lost_switch(st.release, st.previous_current)
+            _undo_lost_switch(st.release, st.previous_current, st.switch_sent)
         _note_if_hosts_disagree(st)
         return
     stage = current_run().flow().stage
@@ -45,20 +45,21 @@ def _note_if_hosts_disagree(st):
                        "(the hosts are on different releases; a deploy brings them to one)")
 
 
-def _undo_if_switched(name, previous):
+def _undo_if_switched(name, previous, fence):
     """Shell: if current points at releases/<name> (a switch whose result never
     came back), put it back to ``previous``. Plain shell, no ``set -e``: the
     caller's last test says whether it worked.
 
-    The temp link goes first: an ``mv -T`` of the failed switch still
-    running (past its timeout, say) then finds nothing to rename, so it can
-    never land after the check below; one that landed before is seen by it.
+    When the switch was sent, a fence goes up first (:func:`fence_shell`):
+    the switch, if still in flight (past its timeout, say), can then never
+    land after the check below; one that landed before is seen by it. The
+    way back uses a temp link of its own, beside the fence.
     """
     cur, rel = quote(current_path()), quote(posixpath.join("releases", name))
     back = Script()
-    restore_steps(back, previous)
+    restore_steps(back, previous, temp=temp_link_path(".current.fake.back"))
     undo = " && ".join(shell for _, shell in back.steps)
-    return [remove_if_present(temp_link_path()), f"cur=$(readlink {cur} 2>/dev/null || true)",
+    return [fence_shell() if fence else ":", f"cur=$(readlink {cur} 2>/dev/null || true)",
             f"if [ \"$cur\" = {rel} ]; then {undo}; fi"]
 
 
@@ -66,7 +67,7 @@ def _not_current(name):
     return f"test \"$(readlink {quote(current_path())} 2>/dev/null || true)\" != {quote(posixpath.join('releases', name))}"
 
 
-def _remove_unpublished(name, previous):
+def _remove_unpublished(name, previous, fence):
     """Remove this run's release; first undo a switch whose result never came back.
 
     The last test fails if current still points at the release or the
@@ -74,15 +75,15 @@ def _remove_unpublished(name, previous):
     """
     leftovers = strategy(cenv.get("scm")).leftovers(deploy_path(), name)
     release = quote(release_path(name))
-    send_last(_undo_if_switched(name, previous) + [
+    send_last(_undo_if_switched(name, previous, fence) + [
         f"if {_not_current(name)}; then {join(['rm', '-rf', '--', release_path(name), *leftovers])}; fi",
         f"{_not_current(name)} && test ! -e {release}",
     ], f"remove unpublished release {name}")
 
 
-def _undo_lost_switch(target, previous):
+def _undo_lost_switch(target, previous, fence):
     """A rollback's switch may have landed though its result was lost: undo it."""
-    send_last(_undo_if_switched(target, previous) + [_not_current(target)],
+    send_last(_undo_if_switched(target, previous, fence) + [_not_current(target)],
               f"check current after the failed rollback to {target}")
 
 

@@ -5,6 +5,8 @@ import signal
 import textwrap
 import time
 
+import pytest
+
 from tests.e2e.conftest import explain
 from tests.e2e.sshd import commit
 from tests.e2e.test_deploy import APP, app, deploy, live, ok, releases, repo  # noqa: F401
@@ -142,6 +144,47 @@ def test_a_switch_held_past_its_timeout_can_never_land_after_the_clean_up(fab, a
         assert live(host) == old if host is slow else live(host) != "", explain(proc)
         assert host.sh(f"test -e {APP}/current/REVISION && echo ok").strip() == "ok", host.name
     assert no_lock_anywhere(fleet)
+
+
+LATE_LN = textwrap.dedent("""\
+    #!/bin/sh
+    # The switch's ln -s, held while /srv/hold-ln exists, then done: a switch stopped before its temp link.
+    case "$*" in
+      *.current.fake.tmp)
+        while [ -e /srv/hold-ln ]; do touch /srv/ln-waiting; sleep 0.05; done
+        /srv/.ln-real "$@"; rc=$?; touch /srv/ln-done; exit $rc;;
+    esac
+    exec /srv/.ln-real "$@"
+""")
+
+
+@pytest.mark.parametrize("task", ["deploy", "rollback"])
+def test_a_switch_stalled_before_its_temp_link_can_never_land_after_the_clean_up(fab, app, repo, task):
+    """The chaos run's round 374 (seed 20261129), replayed: the clean-up fences the temp link's place."""
+    fleet = app()
+    ok(deploy(fab, fleet, "deploy"))
+    commit(repo, {"app.py": "print('v2')\n"}, "v2")
+    ok(deploy(fab, fleet, "deploy"))
+    if task == "deploy":
+        commit(repo, {"app.py": "print('v3')\n"}, "v3")
+    slow = fleet["db1"]
+    before = {h.name: live(h) for h in fleet.hosts}
+    bind_wrapper(fleet, slow, "ln", LATE_LN)
+    slow.sh("touch /srv/hold-ln")
+    proc = fab(["--set", "command_timeout=3", "-R", "production", task], fleet=fleet)
+    assert proc.returncode != 0 and "[db1]" in proc.stderr, explain(proc)
+    assert marker(slow, "/srv/ln-waiting"), "the switch was held before its ln"
+    slow.sh("rm -f /srv/hold-ln")  # the stalled switch now goes on: ln, then mv -T
+    assert wait_for(lambda: marker(slow, "/srv/ln-done"), 10)
+    time.sleep(0.5)  # its mv -T
+    for host in fleet.hosts:
+        assert live(host) == before[host.name], (host.name, explain(proc))
+        assert host.sh(f"test -e {APP}/current/REVISION && echo ok").strip() == "ok", host.name
+    assert no_lock_anywhere(fleet)
+    # The next run, holding the lock, takes the fence down and switches as usual.
+    ok(deploy(fab, fleet, task))
+    assert len({live(h) for h in fleet.hosts}) == 1
+    assert slow.sh(f"ls -a {APP}").count(".current.fake") == 0, slow.sh(f"ls -la {APP}")
 
 
 def test_the_next_deploy_removes_releases_a_dead_run_left_half_made(fab, app, repo):
