@@ -223,13 +223,19 @@ def _symlink():
 
 @stage_task("deploy:finish", "Append to revisions.log, remove old releases, git gc --auto; release the lock if nothing follows.")
 def _finish():
+    finish_here()
+
+
+def finish_here():
+    """deploy:finish's work on this host; also the clean-up's on a host an interrupt kept from it."""
     st, seen = deploy_state(), facts()
     name, resolved = st.release, _revision()
     scm = strategy(cenv.get("scm"))
     line = f"{scm.describe(resolved.ref or '', cenv.get('branch'))} (at {resolved.revision}) deployed as release {name} by {user()}"
     lives = {other.live for other in probed().values()} | {name}
     doomed = cleanup_plan(seen.releases, cenv.get("keep_releases"), name, lives)
-    st.finished = True  # from here on a failure leaves the new release live
+    # From here on a failure leaves the new release live, on every host.
+    st.finished = shared().finished = True
     script = Script()
     log_line(script, "log revision", line)
     if doomed:

@@ -56,6 +56,7 @@ class DeployShared:
     revision: Resolved | None = None  # the one revision every host deploys
     rollback_plan: tuple | None = None  # ({host: target or the reason there is none}, problems)
     banner_shown: bool = False
+    finished: bool = False  # deploy:finish started on some host: the release stays live on all
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
 
     def _settle(self, name, compute):

@@ -4,7 +4,9 @@
 reached. Before publishing it removes the release this run made (undoing a
 switch whose result never came back); once published, it switches
 ``current`` back to the exact link it had and, after a deploy, marks the
-release bad, so rollback never picks it.
+release bad, so rollback never picks it. Once ``deploy:finish`` has begun
+on any host the release stays live on every host: the clean-up finishes
+the hosts it did not reach.
 """
 
 import posixpath
@@ -14,8 +16,9 @@ from ..shell import Script, join, quote
 from ..state import env, registry
 from .commands import current_run, fence_shell, log_line, restore_steps, stage_task, temp_link_path, user
 from .layout import BAD_MARKER, RELEASE_NAME, cenv, current_path, deploy_path, release_path
+from .deploy import finish_here
 from .lock import send_last
-from .progress import action, deploy_state, probed
+from .progress import action, deploy_state, probed, shared
 
 __all__ = []
 
@@ -31,8 +34,14 @@ def _failed():
         _note_if_hosts_disagree(st)
         return
     stage = current_run().flow().stage
-    if stage in ("publishing", "published") or (stage == "finishing" and not st.finished):
+    if stage in ("publishing", "published") or (stage == "finishing" and not shared().finished):
         _switch_back(st.release, st.previous_current, mark_bad=action() != "rollback")
+    elif stage == "finishing" and not st.finished:
+        # deploy:finish began elsewhere (then the run stopped: Ctrl-C, say):
+        # the release is live there for good, so it stays live here too.
+        finish_here()
+        current_run().note(env.host_string, f"release {st.release} stays live: deploy:finish, interrupted "
+                           "on the fleet, was done here in the clean-up")
 
 
 def _note_if_hosts_disagree(st):

@@ -278,3 +278,44 @@ def test_a_connection_lost_while_a_rollback_archives_leaves_no_half_archive(fab,
     assert no_lock_anywhere(fleet), out + err
     # The rollback went live everywhere before the archive: it stays.
     assert {live(h) for h in fleet.hosts} == {live(db1)}, out + err
+
+
+HOLD_GC = textwrap.dedent("""\
+    #!/bin/sh
+    # git, held in deploy:finish's gc while /srv/hold-gc exists: a run stopped in the middle of deploy:finish.
+    case "$*" in
+      *" gc --auto"*) while [ -e /srv/hold-gc ]; do touch /srv/gc-held; sleep 0.05; done;;
+    esac
+    exec /srv/.git-real "$@"
+""")
+
+
+def test_a_ctrl_c_during_deploy_finish_leaves_every_host_on_the_new_release(fab, project, app, repo):
+    """The chaos run's SIGINT during deploy:finish (seed 11, round 199), replayed with one host at a time:
+    the first host is in deploy:finish, the others have not begun it; none is switched back."""
+    fleet = app()
+    ok(deploy(fab, fleet, "deploy"))
+    for host in fleet.hosts:
+        bind_wrapper(fleet, host, "git", HOLD_GC)
+        host.sh("touch /srv/hold-gc")
+    commit(repo, {"app.py": "print('v2')\n"}, "v2")
+    proc = popen(project, fleet, "-P", "1", "-R", "production", "deploy")
+    try:
+        assert wait_for(lambda: any(marker(h, "/srv/gc-held") for h in fleet.hosts)), "a host reached deploy:finish"
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.3)
+    finally:
+        for host in fleet.hosts:
+            host.sh("rm -f /srv/hold-gc")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0, out + err
+    held = [h for h in fleet.hosts if marker(h, "/srv/gc-held")]
+    assert len(held) == 1, [h.name for h in held]  # the others had not begun deploy:finish
+    new = {live(h) for h in fleet.hosts}
+    assert len(new) == 1 and new != {""}, (new, err)
+    name = new.pop().split("/")[-1]
+    for host in fleet.hosts:
+        assert f"deployed as release {name} " in host.sh(f"cat {APP}/revisions.log"), (host.name, err)
+        if host not in held:
+            assert f"{host.name}: release {name} stays live" in err, err
+    assert no_lock_anywhere(fleet), err
