@@ -210,8 +210,11 @@ class FakeTool(Tool):
             hosts=repr(hosts), repo_url=str(self.repo.path)))
         self.ssh_config = self.fleet.write_ssh_config(self.dir / "ssh_config", ports=self.ports)
 
+    settings = ""  # --fab-set: e.g. canary=1,batch_size=2 (going live in batches)
+
     def argv(self, action):
-        return [fab_program(), "-S", self.ssh_config, "-R", "bench", action]
+        extra = ["--set", self.settings] if self.settings else []
+        return [fab_program(), "-S", self.ssh_config, *extra, "-R", "bench", action]
 
 
 class CapTool(Tool):
@@ -726,7 +729,10 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="hosts 1,5, delays 0,25, 2 runs")
     parser.add_argument("--out", type=Path, default=BENCH / "results", help="results directory")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, fleets' files)")
+    parser.add_argument("--fab-set", default="", metavar="SETTINGS",
+                        help="--set for Fake's fab, e.g. canary=1,batch_size=25%%,batch_wait=0 (batches)")
     args = parser.parse_args(argv)
+    FakeTool.settings = args.fab_set
     if args.quick:
         args.hosts, args.delays, args.runs = [1, 5], [0, 25], 2
     tools = [t.strip() for t in args.tools.split(",") if t.strip()]

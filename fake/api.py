@@ -13,7 +13,7 @@ from .exceptions import (
     StepFailed,
 )
 from .operations import cd, get, local, put, run, sudo, test
-from .registry import roles, runs_once
+from .registry import primary, roles, runs_once
 from .engine import execute
 from .state import env, registry
 
@@ -26,6 +26,7 @@ __all__ = [
     "execute",
     "roles",
     "runs_once",
+    "primary",
     "run",
     "sudo",
     "local",

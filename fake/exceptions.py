@@ -34,6 +34,8 @@ __all__ = [
     "HostCommandError",
     "TaskFailed",
     "StepFailed",
+    "RolloutStopped",
+    "SomeHostsFailed",
     "Interrupted",
 ]
 
@@ -156,6 +158,26 @@ class StepFailed(FakeError):
             named = [str(h) for h in hosts if h is not None]
             lines.append(f"  [{', '.join(named)}] {text}" if named else f"  {text}")
         super().__init__("\n".join(lines))
+
+
+class RolloutStopped(StepFailed):
+    """A deploy going live in batches stopped: its canary failed, or more hosts than ``max_fail``."""
+
+    def __init__(self, error, why):
+        super().__init__(error.task, error.failures, error.done, error.skipped)
+        self.why = why
+        self.args = (f"{why}\n{self.args[0]}",)
+
+
+class SomeHostsFailed(FakeError):
+    """A flow went on without some hosts (within ``max_fail``): done, but not everywhere."""
+
+    exit_code = 2
+
+    def __init__(self, failed, total):
+        self.failed = dict(failed)
+        super().__init__(f"done on {total - len(self.failed)} of {total} hosts; "
+                         f"failed within max_fail: {', '.join(self.failed)}")
 
 
 class Interrupted(FakeError):

@@ -17,7 +17,7 @@ import invoke
 from .env import current_scope
 from .exceptions import HookCycle, UnknownTask
 
-__all__ = ["Task", "Flow", "Registry", "Call", "FlowCall", "roles", "runs_once"]
+__all__ = ["Task", "Flow", "Registry", "Call", "FlowCall", "roles", "runs_once", "primary"]
 
 CONTEXT_NAMES = frozenset(["c", "ctx", "context", "conn", "connection", "cxn"])
 
@@ -33,6 +33,7 @@ class Task(fabric.tasks.Task):
     def __init__(self, body, *args, roles=None, runs_once=False, readonly=False, **kwargs):
         self.roles = list(roles or getattr(body, "_fake_roles", None) or [])
         self.runs_once = runs_once or getattr(body, "_fake_runs_once", False)
+        self.primary = getattr(body, "_fake_primary", None)  # True, or a role name: see primary()
         self.readonly = readonly  # only reads hosts: runs under --dry-run too
         super().__init__(body, *args, **kwargs)
 
@@ -120,6 +121,21 @@ def roles(*names):
 def runs_once(target):
     """Run a task once per invocation, on the first of its hosts."""
     return _mark("_fake_runs_once", True)(target)
+
+
+def primary(target=None):
+    """Run a task on one host, once per flow (a migration, a notification).
+
+    ``@primary``: the first selected host in host order. ``@primary('db')``:
+    the first host listed in role ``db`` that is selected (the first
+    selected host when none is). Hooked into a deploy that goes live in
+    batches, it still runs once, not once per batch.
+    """
+    if isinstance(target, str):
+        return _mark("_fake_primary", target)
+    if target is None:
+        return _mark("_fake_primary", True)
+    return _mark("_fake_primary", True)(target)
 
 
 def _key(name):

@@ -23,7 +23,7 @@ import math
 
 from .exceptions import ConfigError, MissingSetting
 
-__all__ = ["read", "text", "number", "flag", "required", "as_text", "as_number", "as_flag"]
+__all__ = ["read", "text", "number", "flag", "required", "share", "as_text", "as_number", "as_flag", "as_share"]
 
 TRUE = ("1", "true", "yes", "on")
 FALSE = ("0", "false", "no", "off", "")
@@ -53,6 +53,12 @@ def number(env, key, *, minimum=0, whole=False, default=None):
 def flag(env, key, default=False):
     """A yes/no setting; ``default`` when unset (``None`` keeps a three-way choice)."""
     value = as_flag(key, read(env, key))
+    return default if value is None else value
+
+
+def share(env, key, total, *, at_least=0, default=None):
+    """A count of hosts, ``N`` or ``"N%"`` of ``total``; ``default`` when unset."""
+    value = as_share(key, read(env, key), total, at_least=at_least)
     return default if value is None else value
 
 
@@ -92,6 +98,23 @@ def as_number(key, value, *, minimum=0, whole=False):
         shown = wanted if whole else f"at least {minimum}"
         raise ConfigError(f"env.{key} must be {shown}, got {value!r}")
     return int(result) if result == int(result) else result
+
+
+def as_share(key, value, total, *, at_least=0):
+    """``value`` as a count of hosts: a whole number, or ``"25%"`` of ``total`` rounded down.
+
+    The result is never below ``at_least`` (a batch has at least one host).
+    """
+    if isinstance(value, str) and value.strip().endswith("%"):
+        percent = _parse_number(value.strip()[:-1])
+        if percent is None or not 0 <= percent <= 100:
+            raise ConfigError(f"env.{key} must be a whole number or a percentage like '25%', got {value!r}")
+        return max(at_least, math.floor(total * percent / 100 + 1e-9))
+    try:
+        count = as_number(key, value, whole=True)
+    except ConfigError:
+        raise ConfigError(f"env.{key} must be a whole number or a percentage like '25%', got {value!r}") from None
+    return None if count is None else max(at_least, count)
 
 
 def _parse_number(value):

@@ -20,7 +20,7 @@ import paramiko
 from invoke import Argument, Exit, Task as InvokeTask
 
 from .. import __version__, state
-from ..exceptions import FakeError, Interrupted
+from ..exceptions import FakeError, Interrupted, SomeHostsFailed
 from ..output import QUIET, VERBOSE, console
 from ..signals import before_work
 from ..tree import render_tree
@@ -139,6 +139,10 @@ class Fab(fabric.main.Fab):
         error = None
         try:
             executor.execute(*self.tasks)
+            if executor.run is not None and executor.run.report.degraded:
+                report = executor.run.report  # exit 2: done, but not on every host
+                error = SomeHostsFailed(report.degraded, len(report.hosts))
+                self._bail(error, run=executor.run)
         except Exit:
             raise
         except KeyboardInterrupt as e:

@@ -39,6 +39,9 @@ def next_step(report, error):
         return ""  # the error already names the command that takes the lock over, for this flow
     if "is locked by" in text:
         return f"\nnext: if no deploy is running, fab {where} unlock"
+    if report.degraded and not isinstance(error, Interrupted):
+        return (f"\nnext: fix {', '.join(report.degraded)}, then fab {where} deploy again "
+                f"(fab {where} releases shows each host)")
     if isinstance(error, Interrupted) and not report.notes:
         return f"\nnext: fab {where} releases  (check what each host has live)"
     if any("switched back" in n for notes in report.notes.values() for n in notes):
@@ -62,6 +65,8 @@ def write_report(path, report, error, argv):
         "command": [console().mask(a) for a in argv],
         "ok": error is None,
         "error": None if error is None else console().mask(str(error)),
+        "exit": getattr(error, "exit_code", 1) if error is not None else 0,
+        "failed_within_max_fail": dict(report.degraded),
         "dry_run": report.dry_run,
         "duration": round(time.monotonic() - report.started, 3),
         "hosts": hosts,

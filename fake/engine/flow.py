@@ -10,11 +10,13 @@ import random
 import time
 
 from ..env import call_connection
-from ..exceptions import ConnectError, HostBusy, StepFailed
+from ..exceptions import ConnectError, HostBusy, RolloutStopped, StepFailed
 from ..output import console
 from ..registry import FlowCall
 from ..tree import render_tree
 from .flowstate import FlowState
+from .rollout import Rollout
+from .steps import Steps
 
 __all__ = ["FlowRunner", "tasks_after"]
 
@@ -86,19 +88,19 @@ class FlowRunner:
 
     def _run_once(self, fcall, hosts, again):
         run = self.run
+        unreachable = {h: e for h, e in run.unreachable.items() if h in hosts}
+        hosts = [h for h in hosts if h not in unreachable]
         flow = FlowState(fcall, hosts, run.call_roles(fcall), run)
         token = flow.activate()
         try:
-            for i, (stage, group) in enumerate(fcall.body):
-                flow.stage = stage
-                started = time.monotonic()
-                with console().spin(stage):
-                    for j, call in enumerate(group):
-                        flow.position = (i, j)
-                        run.run_calls([call], hosts)
-                if hosts:
-                    console().stage(stage, time.monotonic() - started)
-            return {h: "ok" for h in hosts}
+            flow.rollout = self.rollout(flow, unreachable)
+            why = flow.rollout.over_budget()
+            if why:
+                raise RolloutStopped(StepFailed("connect", unreachable), why)
+            Steps(self, flow).all()
+            if flow.rollout.failed:
+                run.report.degraded.update(flow.rollout.failed)
+            return {h: "ok" for h in flow.alive}
         except BaseException as e:
             flow.failure = e
             raise
@@ -108,7 +110,8 @@ class FlowRunner:
                 if run.scheduler.aborted:
                     pass  # a second Ctrl-C: no clean-up while commands may still run
                 elif flow.failure is not None and fcall.on_failure and not again(flow.failure):
-                    self._cleanup(flow, fcall.on_failure, reached, then=fcall.final)
+                    # Hosts dropped earlier had their clean-up when they left.
+                    self.cleanup(flow, fcall.on_failure, [h for h in reached if h in flow.alive], then=fcall.final)
             finally:
                 final = fcall.final or []
                 if flow.failure is not None and again(flow.failure):
@@ -116,8 +119,15 @@ class FlowRunner:
                     # not the fabfile's hooks on the last stage (they run once, at the end).
                     final = [call for call in final if getattr(call.task, "on_retry", False)]
                 if final and not run.scheduler.aborted:
-                    self._cleanup(flow, final, reached)
+                    self.cleanup(flow, final, reached)
                 FlowState.deactivate(token)
+
+    def rollout(self, flow, unreachable=None):
+        """The flow's batches and failure budget, from the settings as its first host sees them
+        (its roles' values included: ``roledefs['production']['canary']``)."""
+        first = next(iter(list(flow.hosts) + list(unreachable or ())), None)
+        with self.run.scopes.enter(first, flow.roles):
+            return Rollout.read(self.run.env, flow.hosts, unreachable)
 
     def plan(self, fcall, hosts):
         """--dry-run: read each host's state (read-only), then say what the flow would do."""
@@ -125,11 +135,12 @@ class FlowRunner:
         planner = run.registry.planner_for(fcall.task)
         console().write(f"dry run: {fcall.name} on {len(hosts)} host(s); steps and hooks in order:")
         console().write(render_tree(run.registry, fcall.task.name, indent="  "))
-        if planner is None or not hosts:
-            return {}
         flow = FlowState(fcall, hosts, run.call_roles(fcall), run)
         token = flow.activate()
         try:
+            self.plan_hosts(flow)
+            if planner is None or not hosts:
+                return {}
             probe, plan = planner
 
             def read(host):
@@ -145,7 +156,23 @@ class FlowRunner:
         finally:
             FlowState.deactivate(token)
 
-    def _cleanup(self, flow, calls, hosts, then=None):
+    def plan_hosts(self, flow):
+        """--dry-run: the batches in order, and where each ``@primary`` task would run."""
+        run = self.run
+        if flow.hosts:
+            rollout = flow.rollout = self.rollout(flow)
+            if rollout.rolling:
+                wait = f", {rollout.wait:g}s apart" if rollout.wait else ""
+                console().write(f"going live in {len(rollout.batches)} batches{wait} (max_fail={rollout.budget}):")
+                for line in rollout.plan_lines():
+                    console().write("  " + line)
+        seen = set()
+        for task in _tasks_of(flow.call):
+            if getattr(task, "primary", None) and task.name not in seen:
+                seen.add(task.name)
+                console().write(f"once per {flow.name}: {task.name} on {run.primary_host(task) or 'no host'}")
+
+    def cleanup(self, flow, calls, hosts, then=None):
         """Best effort: every cleanup call runs on every reached host (``then`` follows them)."""
         run = self.run
         for k, call in enumerate(calls):

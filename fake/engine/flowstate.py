@@ -22,6 +22,8 @@ class FlowState:
         self.run = run  # the Run it belongs to
         self.call = call  # the FlowCall; None for the run's own state outside flows
         self.hosts = list(hosts)
+        self.alive = list(hosts)  # the hosts still in the flow: a host dropped within max_fail leaves
+        self.rollout = None  # its batches and failure budget (:class:`~fake.engine.rollout.Rollout`)
         self.roles = list(roles)
         self.stage = None  # the stage running now
         self.position = None  # (stage index, call index) of the running call

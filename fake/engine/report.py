@@ -21,6 +21,7 @@ class Report:
         self.info = {}  # host -> {"release": ..., "commit": ...}
         self.notes = {}  # host -> [text]
         self.timings = {}  # host -> {stage or task: seconds}
+        self.degraded = {}  # host -> why a flow went on without it (within max_fail)
         self._lock = threading.Lock()
 
     def annotate(self, host, **facts):

@@ -21,8 +21,9 @@ from contextvars import ContextVar
 import invoke
 
 from .. import roles as rolelib
+from .. import settings
 from ..env import call_connection, flow_values, overlay_roles
-from ..exceptions import FakeError, StepFailed, TaskFailed, on_host
+from ..exceptions import ConnectError, FakeError, StepFailed, TaskFailed, on_host
 from ..output import NORMAL, QUIET, console, use_console
 from ..registry import FlowCall
 from ..transport.local import LOCAL
@@ -63,6 +64,7 @@ class Run:
         self.flows = FlowRunner(self)
         self._outside = FlowState(run=self)  # once()/record() outside any flow: the run's own
         self._once_done = set()
+        self.unreachable = {}  # host -> ConnectError: left out at connect, within max_fail
         self._once_lock = threading.Lock()
         self._token = None
 
@@ -145,6 +147,9 @@ class Run:
 
     def targets(self, task, hosts):
         """The hosts a task runs on: its roles narrow the selection; None if it ran once already."""
+        hosts = [h for h in hosts if h not in self.unreachable]
+        if getattr(task, "primary", None):
+            return self.primary_target(task, hosts)
         wanted = getattr(task, "roles", None)
         if wanted:
             roledefs = self.env.get("roledefs") or {}
@@ -158,14 +163,49 @@ class Run:
             hosts = hosts[:1]
         return hosts
 
+    def primary_host(self, task):
+        """The one host a ``@primary`` task runs on in the running flow (or run)."""
+        flow = self.flow()
+        pool = flow.alive if flow.call is not None else [h for h in self.hosts if h not in self.unreachable]
+        role = task.primary
+        if isinstance(role, str):
+            listed = rolelib.resolve(None, [role], self.env.get("roledefs") or {}) if role in (
+                self.env.get("roledefs") or {}) else []
+            for host in listed:
+                if host in pool:
+                    return host
+        return pool[0] if pool else None
+
+    def primary_target(self, task, hosts):
+        """[the primary host] if it is among ``hosts`` and the task has not run in this flow; else []."""
+        host = self.primary_host(task)
+        if host is None or host not in hosts:
+            return []
+        done = self.flow().once(("primary", task.name), set)
+        with self._once_lock:
+            if host in done:
+                return None
+            done.add(host)
+        return [host]
+
     def connect_all(self, hosts):
-        """Open every connection in parallel; any failure stops the run here."""
+        """Open every connection in parallel; a failure stops the run here, unless
+        ``max_fail`` lets the flows go on without the hosts that cannot be reached."""
 
         def connect(host):
             with self.scopes.enter(host) as scope:
                 return self.pool.connect(host, scope)
 
-        self.on_hosts("connect", [h for h in hosts if h != LOCAL], connect, mark_ok=False)
+        try:
+            self.on_hosts("connect", [h for h in hosts if h != LOCAL], connect, mark_ok=False)
+        except StepFailed as e:
+            with self.scopes.enter(hosts[0]):  # as flows read it: the first host's view, -R roles included
+                budget = settings.share(self.env, "max_fail", len(hosts), default=0)
+            if not budget or len(e.failures) > budget or not all(isinstance(x, ConnectError) for x in e.failures.values()):
+                raise
+            self.unreachable.update(e.failures)
+            for host in e.failures:
+                self.note(host, f"unreachable: left out (max_fail={budget}); nothing changed there")
 
     def on_hosts(self, label, hosts, fn, mark_ok=True):
         """fn(host) on each host in parallel; failures end the step as one StepFailed."""

@@ -288,6 +288,7 @@ after("finishing", "deploy:finish")
 after("reverting", "deploy:revert")
 after("finishing_rollback", "deploy:archive_rolled_back")
 before("finishing", "deploy:healthcheck")  # after every published hook (restart there)
+_healthcheck.batch_gate = True  # going live in batches: each batch passes it before the next switches
 _unlock_own.on_retry = True  # a flow tried again after --lock-wait gives its locks back first
 after("ended", "deploy:unlock_own")
 

@@ -32,6 +32,10 @@ def _failed():
         elif action() == "rollback" and st.release and not st.skip:
             _undo_lost_switch(st.release, st.previous_current, st.switch_sent)
         _note_if_hosts_disagree(st)
+        flow = current_run().flow()
+        if flow.rollout is not None and flow.rollout.active and st.created:  # dropped, or never went live
+            current_run().note(env.host_string, f"stays on {_link_name(st.previous_current) or 'no release'}"
+                               f" ({st.created} removed)")
         return
     stage = current_run().flow().stage
     if stage in ("publishing", "published") or (stage == "finishing" and not shared().finished):

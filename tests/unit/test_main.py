@@ -66,6 +66,7 @@ API_ALL = [
     "execute",
     "roles",
     "runs_once",
+    "primary",
     "run",
     "sudo",
     "local",
