@@ -88,7 +88,7 @@ class Steps:
             run.run_calls([call], targets)
         except StepFailed as e:
             rollout = flow.rollout
-            why = rollout.refuse(e, batch) if rollout.active else "inactive"
+            why = rollout.refuse(e, batch, waiting=bool(run.lock_wait)) if rollout.active else "inactive"
             if why is None and getattr(call.task, "primary", None):
                 why = f"{call.name} (@primary) runs once per {flow.name}: its failure fails the {flow.name}"
             if why is None:
