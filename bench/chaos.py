@@ -283,7 +283,8 @@ class FabRun:
         self.out_path, self.err_path = rdir / f"{label}.out", rdir / f"{label}.err"
         self.argv = [str(chaos.fab_path), "-S", str(chaos.ssh_config), "-R", "production",
                      "--set", f"command_timeout={chaos.args.command_timeout},"
-                              f"connect_timeout={chaos.args.connect_timeout}",
+                              f"connect_timeout={chaos.args.connect_timeout}"
+                              + (f",{chaos.args.fab_set}" if chaos.args.fab_set else ""),
                      "--report", str(self.report_path), task]
         env = {"PATH": CHILD_PATH, "HOME": str(chaos.home), "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
                "USER": "root", "LOGNAME": "root", "TERM": "dumb", "CHAOS_SCM": chaos.args.scm}
@@ -1311,6 +1312,9 @@ def parse_args(argv):
     parser.add_argument("--scm", choices=("git", "copy"), default="git")
     parser.add_argument("--command-timeout", type=float, default=3.0)
     parser.add_argument("--connect-timeout", type=float, default=3.0)
+    parser.add_argument("--fab-set", default="", metavar="SETTINGS",
+                        help="more --set for every fab, e.g. canary=1,batch_size=2 (batches; keep max_fail 0: "
+                             "the invariants expect all or nothing)")
     parser.add_argument("--run-limit", type=float, default=60.0,
                         help="kill a fab run still going after this many seconds (counted as a violation)")
     parser.add_argument("--out", type=Path, help="write the summary table (markdown) here")
