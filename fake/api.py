@@ -10,11 +10,13 @@ from .exceptions import (
     HostCommandError,
     HostError,
     MissingSetting,
+    RemoteError,
     StepFailed,
 )
 from .operations import cd, get, local, put, run, sudo, test
 from .registry import roles, runs_once
 from .engine import execute
+from .pyhost import call
 from .state import env, registry
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
     "get",
     "cd",
     "test",
+    "call",
     "settings",
     "CallableEnv",
     "FakeError",
@@ -40,6 +43,7 @@ __all__ = [
     "MissingSetting",
     "HostError",
     "HostCommandError",
+    "RemoteError",
     "StepFailed",
 ]
 

@@ -73,6 +73,7 @@ API_ALL = [
     "get",
     "cd",
     "test",
+    "call",
     "settings",
     "CallableEnv",
     "FakeError",
@@ -80,6 +81,7 @@ API_ALL = [
     "MissingSetting",
     "HostError",
     "HostCommandError",
+    "RemoteError",
     "StepFailed",
 ]
 

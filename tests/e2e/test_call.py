@@ -1,0 +1,235 @@
+"""call(fn): Python functions on real sshd hosts, through the real ``fab``.
+
+The hosts here log every command sshd runs for them (a ForceCommand
+wrapper writes one line per command into a log outside the host's view),
+so a test can count interpreter starts from the host's side.
+"""
+
+import shutil
+import tempfile
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import explain
+from tests.e2e.sshd import TEST_HOME, Fleet, ensure_test_user
+
+LOGGER = """#!/bin/sh
+printf '%s\\n' "$SSH_ORIGINAL_COMMAND" | head -n 1 | cut -c1-100 >> {log}
+exec /bin/sh -c "$SSH_ORIGINAL_COMMAND"
+"""
+
+
+class LoggedFleet(Fleet):
+    """Hosts web1..web3 whose commands are logged; their files live outside /tmp (hosts may hide /tmp)."""
+
+    def __init__(self, n=3):
+        self.logdir = Path(tempfile.mkdtemp(prefix="fake-call-", dir="/var/tmp"))
+        self.logdir.chmod(0o755)
+        names = [f"web{i}" for i in range(1, n + 1)]
+        for name in names:
+            log = self.logdir / f"{name}.log"
+            log.write_text("")
+            log.chmod(0o666)
+            script = self.logdir / f"{name}.sh"
+            script.write_text(LOGGER.format(log=log))
+            script.chmod(0o755)
+        super().__init__(n, workdir=self.logdir / "fleet", names=names,
+                         extra_config=lambda host: [f"ForceCommand {self.logdir}/{host.name}.sh"])
+        for host in self.hosts:
+            host.sh(f"echo {host.name} > /srv/name")
+
+    def commands(self, name):
+        return (self.logdir / f"{name}.log").read_text().splitlines()
+
+    def close(self):
+        try:
+            super().close()
+        finally:
+            shutil.rmtree(self.logdir, ignore_errors=True)
+
+
+@pytest.fixture
+def fleet():
+    hosts = LoggedFleet()
+    try:
+        yield hosts
+    finally:
+        hosts.close()
+
+
+def write(project, name, text):
+    (project / name).write_text(textwrap.dedent(text))
+
+
+FABFILE = """
+    import platform
+    from fake.api import call, env, execute, task
+
+    def whoami(suffix):
+        import helpers  # lives beside the fabfile, installed nowhere
+        return helpers.host_name() + suffix, helpers.__name__
+
+    def fail_on_web2():
+        print("checking", open("/srv/name").read().strip())
+        if open("/srv/name").read().strip() == "web2":
+            raise ValueError("bad")
+        return "fine"
+
+    @task
+    def node(c):
+        print(env.host, "NODE", call(platform.node))
+        print(env.host, "WHO", call(whoami, "!"))
+
+    @task
+    def fifty(c):
+        values = {call(platform.python_version) for _ in range(50)}
+        print(env.host, "FIFTY", len(values))
+
+    @task
+    def fragile(c):
+        print("GOT", call(fail_on_web2))
+
+    @task
+    def collect(c):
+        results = execute(fragile, hosts=["web1", "web2", "web3"], warn_only=True)
+        print("SUCCESSFUL", sorted(results.successful()))
+        print("FAILED", {h: str(e) for h, e in results.failures().items()})
+"""
+
+HELPERS = """
+    def host_name():
+        with open("/srv/name") as f:
+            return f.read().strip()
+"""
+
+
+def listing(host):
+    return host.sh(f"find /tmp {TEST_HOME} /srv -xdev | sort")
+
+
+def test_call_returns_each_hosts_value_and_leaves_no_file(fleet, fab, project):
+    pw = ensure_test_user()
+    for host in fleet.hosts:  # a /tmp and a home of the host's own, so a listing sees only its files
+        host.sh(f"mount -t tmpfs -o mode=1777 tmpfs /tmp && "
+                f"mount -t tmpfs -o mode=0755,uid={pw.pw_uid},gid={pw.pw_gid} tmpfs {TEST_HOME}")
+    write(project, "fabfile.py", FABFILE)
+    write(project, "helpers.py", HELPERS)
+    before = {h.name: listing(h) for h in fleet.hosts}
+    proc = fab(["-H", "web1,web2,web3", "node"], fleet=fleet)
+    assert proc.returncode == 0, explain(proc)
+    import platform
+    for host in fleet.hosts:
+        assert f"{host.name} NODE {platform.node()}" in proc.stdout, explain(proc)
+        assert f"{host.name} WHO ('{host.name}!', 'helpers')" in proc.stdout, explain(proc)
+        assert listing(host) == before[host.name], host.name  # nothing written on the host
+        # one interpreter, started over the task's one connection
+        assert [c for c in fleet.commands(host.name) if "-c" in c] == [fleet.commands(host.name)[0]]
+        assert host.accepted_count() == 1
+
+
+def test_fifty_calls_start_one_interpreter_on_one_connection(fleet, fab, project):
+    write(project, "fabfile.py", FABFILE)
+    proc = fab(["-H", "web1", "fifty"], fleet=fleet)
+    assert proc.returncode == 0, explain(proc)
+    assert "web1 FIFTY 1" in proc.stdout, explain(proc)
+    commands = fleet.commands("web1")
+    assert len(commands) == 1 and commands[0].startswith("python3 -c "), commands
+    assert fleet["web1"].accepted_count() == 1
+
+
+def test_an_exception_names_host_function_and_error_and_warn_only_collects(fleet, fab, project):
+    write(project, "fabfile.py", FABFILE)
+    proc = fab(["-H", "web1,web2,web3", "fragile"], fleet=fleet)
+    assert proc.returncode == 1, explain(proc)
+    assert "[web2] call(fail_on_web2) raised ValueError: bad" in proc.stderr, explain(proc)
+    assert "Traceback" not in proc.stderr, explain(proc)
+    for name in ("web1", "web2", "web3"):  # what the function prints is prefixed by its host
+        assert f"[{name}] checking {name}" in proc.stdout, explain(proc)
+    # the remote traceback, under --debug only
+    proc = fab(["--debug", "-H", "web2", "fragile"], fleet=fleet)
+    assert 'line' in proc.stderr and "in fail_on_web2" in proc.stderr, explain(proc)
+    assert 'raise ValueError("bad")' in proc.stderr, explain(proc)
+    # the collecting form
+    proc = fab(["collect"], fleet=fleet)
+    assert proc.returncode == 0, explain(proc)
+    assert "SUCCESSFUL ['web1', 'web3']" in proc.stdout, explain(proc)
+    assert "FAILED {'web2': '[web2] call(fail_on_web2) raised ValueError: bad'}" in proc.stdout, explain(proc)
+
+
+PICKLE_FABFILE = """
+    import os
+    from fake.api import call, task
+
+    @task
+    def probe(c):
+        print("VALUE", call(os.getcwd))
+"""
+
+
+@pytest.mark.parametrize("payload", [
+    # a pickle that would create the marker if the controller unpickled it
+    "pickle",
+    # Fake's magic, then a frame announced at 4 GiB
+    "oversized",
+    # a frame of the right size whose value is a pickle, not a tag
+    "garbled",
+])
+def test_a_host_sending_a_crafted_stream_fails_the_call_and_runs_nothing(fleet, fab, project, payload):
+    import pickle
+    import struct
+
+    guard = Path(tempfile.mkdtemp(prefix="fake-marker-"))  # 0700 root: only the controller could write here
+    marker = guard / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (os_system, (f"touch {marker}",))
+
+    from os import system as os_system
+    evil = pickle.dumps(Exploit())
+    data = {
+        "pickle": evil,
+        "oversized": b"\xfaK" + struct.pack(">I", 0xFFFFFFFF) + evil,
+        "garbled": b"\xfaK" + struct.pack(">I", len(evil)) + evil,
+    }[payload]
+    host = fleet["web1"]
+    host.sh("cat > /srv/payload && printf '#!/bin/sh\\ncat /srv/payload\\nsleep 1\\n' > /srv/python3 "
+            "&& chmod 755 /srv/python3")
+    Path(fleet.logdir / "payload").write_bytes(data)
+    host.sh(f"cp {fleet.logdir}/payload /srv/payload")
+    write(project, "fabfile.py", PICKLE_FABFILE)
+    try:
+        proc = fab(["-H", "web1", "--set", "python=/srv/python3", "probe"], fleet=fleet)
+        assert proc.returncode == 1, explain(proc)
+        assert "[web1] '/srv/python3' on the host answered with data that is not Fake's protocol" in proc.stderr, \
+            explain(proc)
+        assert "VALUE" not in proc.stdout and "Traceback" not in proc.stderr, explain(proc)
+        assert not marker.exists()
+    finally:
+        shutil.rmtree(guard, ignore_errors=True)
+
+
+def hide_python(host, workdir):
+    """This host's /usr/bin without python3: links to everything else, bound over it in its namespace."""
+    real, farm = workdir / "realbin", workdir / "bin"
+    real.mkdir()
+    farm.mkdir()
+    for entry in Path("/usr/bin").iterdir():
+        if not entry.name.startswith("python3"):
+            (farm / entry.name).symlink_to(real / entry.name)
+    host.sh(f"mount --bind /usr/bin {real} && mount --bind {farm} /usr/bin")
+
+
+def test_a_host_without_python_is_one_line_naming_it(fleet, fab, project):
+    hide_python(fleet["web3"], fleet.logdir)
+    assert fleet["web3"].sh("PATH=/usr/bin:/bin; command -v python3 || echo none").strip() == "none"
+    write(project, "fabfile.py", FABFILE)
+    proc = fab(["-H", "web1,web3", "node"], fleet=fleet)
+    assert proc.returncode == 1, explain(proc)
+    assert "[web3] cannot start Python: 'python3' was not found on the host" in proc.stderr, explain(proc)
+    assert "web1 NODE" in proc.stdout, explain(proc)  # the other host is not held back
+    assert "Traceback" not in proc.stderr, explain(proc)
+    assert len([line for line in proc.stderr.splitlines() if "web3" in line and "python3" in line]) == 1, \
+        explain(proc)
