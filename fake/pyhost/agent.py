@@ -26,7 +26,7 @@ import traceback
 import types
 
 try:  # imported on the controller (tests); on the host, wire's source ran first in this namespace
-    from .wire import HEADER, WireError, decode, encode, frame, frame_length
+    from .wire import HEADER, WireError, decode, encode, frame, frame_length, pair
 except (ImportError, SystemError):  # SystemError: how Python 3.5 says "no parent package"
     pass
 
@@ -40,8 +40,8 @@ class Channel:
         self.rfile, self.wfile = rfile, wfile
         self.lock = threading.RLock()
 
-    def send(self, message):
-        data = frame(encode(message))
+    def send(self, message, encoded=None):
+        data = frame(encoded if encoded is not None else encode(message))
         with self.lock:
             self.wfile.write(data)
             self.wfile.flush()
@@ -209,6 +209,8 @@ def serve(rfd=0, wfd=1):
         out.flush()
         err.flush()
         try:
-            channel.send(("ok", value))
+            body = pair("ok", encode(value))
         except WireError as e:
             channel.send(("unsendable", str(e)))
+            continue
+        channel.send(None, body)

@@ -125,7 +125,7 @@ def _global(name, value, module, globs, entries, seen, called):
             raise ConfigError(f"call({called}): it reads the fabfile module itself ({name}), which hosts never import")
         return ("module", name, value.__name__)
     owner = getattr(value, "__module__", None)
-    if isinstance(value, (types.FunctionType, type)) and owner == module:
+    if callable(value) and owner == module:  # the fabfile's own: sent as source (a decorated one is refused)
         if id(value) not in seen:
             _ship(value, globs, entries, seen, called)
         return None

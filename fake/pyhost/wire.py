@@ -13,7 +13,7 @@ is a one-byte tag and its body; lengths and counts are 4-byte big-endian.
 import datetime
 import struct
 
-__all__ = ["WireError", "encode", "decode", "frame", "frame_length", "MAGIC", "HEADER", "MAX_FRAME",
+__all__ = ["WireError", "encode", "decode", "pair", "frame", "frame_length", "MAGIC", "HEADER", "MAX_FRAME",
            "TYPES"]
 
 MAGIC = b"\xfaK"
@@ -98,6 +98,11 @@ def _encode(value, out, depth):
         out += b"e" + _DELTA.pack(value.days, value.seconds, value.microseconds)
     else:
         raise WireError("cannot send a value of type {} (only {})".format(_type_name(value), TYPES))
+
+
+def pair(first, encoded):
+    """The encoding of ``(first, value)`` given ``value`` already encoded (errors then name the value alone)."""
+    return b"t" + _LEN.pack(2) + encode(first) + encoded
 
 
 def frame(body):

@@ -5,6 +5,7 @@ wrapper writes one line per command into a log outside the host's view),
 so a test can count interpreter starts from the host's side.
 """
 
+import re
 import shutil
 import tempfile
 import textwrap
@@ -189,6 +190,10 @@ def test_a_host_sending_a_crafted_stream_fails_the_call_and_runs_nothing(fleet, 
 
     from os import system as os_system
     evil = pickle.dumps(Exploit())
+    # The payload is live: unpickled here, it would run a command on the controller.
+    probe = guard / "probe"
+    pickle.loads(evil.replace(str(marker).encode(), str(probe).encode().ljust(len(str(marker)))))
+    assert probe.exists()
     data = {
         "pickle": evil,
         "oversized": b"\xfaK" + struct.pack(">I", 0xFFFFFFFF) + evil,
@@ -232,4 +237,113 @@ def test_a_host_without_python_is_one_line_naming_it(fleet, fab, project):
     assert "web1 NODE" in proc.stdout, explain(proc)  # the other host is not held back
     assert "Traceback" not in proc.stderr, explain(proc)
     assert len([line for line in proc.stderr.splitlines() if "web3" in line and "python3" in line]) == 1, \
+        explain(proc)
+
+
+FREE_FABFILE = """
+    from fake.api import env, run, task
+
+    def mark(event):
+        run(f"echo {event} $(date +%s%N) >> /srv/events")
+
+    @task
+    def a(c):
+        if env.host == "web1":
+            run("sleep 2")
+        mark("a")
+
+    @task
+    def b(c):
+        mark("b")
+"""
+
+
+def events(host):
+    """{event: nanoseconds} from the host's own log (all hosts share this machine's clock)."""
+    return {name: int(stamp) for name, stamp in (line.split() for line in host.sh("cat /srv/events").splitlines())}
+
+
+@pytest.mark.parametrize("strategy", ["free", None])
+def test_strategy_free_lets_fast_hosts_run_ahead(fleet, fab, project, strategy):
+    write(project, "fabfile.py", FREE_FABFILE)
+    args = ["-H", "web1,web2,web3", "a", "b"]
+    proc = fab((["--strategy", strategy] if strategy else []) + args, fleet=fleet)
+    assert proc.returncode == 0, explain(proc)
+    slow = events(fleet["web1"])
+    assert slow["a"] < slow["b"]  # a host's own tasks stay in order
+    for name in ("web2", "web3"):
+        fast = events(fleet[name])
+        assert fast["a"] < fast["b"]
+        if strategy == "free":
+            assert fast["b"] < slow["a"], (name, fast, slow)  # done with b before web1 is done with a
+        else:
+            assert fast["b"] > slow["a"], (name, fast, slow)  # b waits for every host's a
+
+
+def test_strategy_free_keeps_a_flows_barrier_and_refuses_unknown_names(fleet, fab, project):
+    write(project, "fabfile.py", FREE_FABFILE + """
+    from fake.api import flow
+
+    @flow("a", "b")
+    def both():
+        "a then b, as a flow"
+    """)
+    proc = fab(["--strategy", "free", "-H", "web1,web2", "both"], fleet=fleet)
+    assert proc.returncode == 0, explain(proc)
+    assert events(fleet["web2"])["b"] > events(fleet["web1"])["a"]  # the flow's stages kept their barrier
+    proc = fab(["--strategy", "fast", "-H", "web1", "a"], fleet=fleet)
+    assert proc.returncode == 1 and "--strategy wants one of linear, free, got 'fast'" in proc.stderr, explain(proc)
+
+
+def test_a_failure_under_free_stops_that_host_only(fleet, fab, project):
+    write(project, "fabfile.py", FREE_FABFILE.replace('run("sleep 2")', 'run("exit 3")'))
+    proc = fab(["--strategy", "free", "-H", "web1,web2,web3", "a", "b"], fleet=fleet)
+    assert proc.returncode == 1, explain(proc)
+    assert "[web1] exit 3 exited 3" in proc.stderr, explain(proc)
+    assert fleet["web1"].sh("cat /srv/events 2>/dev/null || true") == ""  # web1 stopped at its failure
+    for name in ("web2", "web3"):
+        assert set(events(fleet[name])) == {"a", "b"}
+
+
+CHECKS_FABFILE = """
+    from fake.api import env
+    from fake.tasks.deploy import *
+    from fake.tasks.checks import *
+
+    env.deploy_path = "/srv/app"
+    env.repo_url = {repo!r}
+    {settings}
+"""
+
+
+def test_preflight_checks_stop_a_deploy_before_anything_changes(fleet, fab, project):
+    from tests.e2e.sshd import make_repo
+
+    make_repo(project / "repo")
+    listening, free = fleet["web1"].port, fleet["web2"].port + 20000  # an sshd's port; one nobody uses
+
+    def deploy(settings):
+        write(project, "fabfile.py", CHECKS_FABFILE.format(repo=str(project / "repo"), settings=settings))
+        return fab(["-H", "web1,web2", "deploy"], fleet=fleet)
+
+    proc = deploy(f"env.check_disk_free = '1T'\n    env.check_python = '3.6'\n"
+                  f"    env.check_ports_listening = [{listening}]")
+    assert proc.returncode == 1, explain(proc)
+    line = re.search(r"\[(web., web.)\] preflight check failed: check_disk_free: \S+ free under /srv/app, "
+                     r"1\.0T needed", proc.stderr)  # the same reason on both: one line naming both
+    assert line and sorted(line.group(1).split(", ")) == ["web1", "web2"], explain(proc)
+    for name in ("web1", "web2"):
+        assert fleet[name].sh("ls -A /srv") == "name\n"  # no release, no lock, nothing
+    proc = deploy(f"env.check_python = '99.1'")
+    assert "check_python: Python 3." in proc.stderr and "is older than 99.1" in proc.stderr, explain(proc)
+    proc = deploy(f"env.check_ports_free = [{listening}]")
+    assert f"check_ports_free: something listens on port {listening}" in proc.stderr, explain(proc)
+    proc = deploy(f"env.check_disk_free = '1M'\n    env.check_python = '3.6'\n"
+                  f"    env.check_ports_listening = [{listening}]\n    env.check_ports_free = [{free}]")
+    assert proc.returncode == 0, explain(proc)
+    for name in ("web1", "web2"):
+        assert fleet[name].sh("readlink /srv/app/current").startswith("releases/")
+    # on their own, with what each host has
+    proc = fab(["-H", "web1", "checks"], fleet=fleet)
+    assert proc.returncode == 0 and re.search(r"python 3\.\d+\.\d+, \S+ free under /srv/app, port", proc.stdout), \
         explain(proc)
