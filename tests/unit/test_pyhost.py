@@ -149,14 +149,14 @@ def test_the_agent_runs_functions_and_keeps_running(agent, fabfile):
     assert run(agent, platform.python_version) == platform.python_version() or True
 
 
-def test_exceptions_output_and_unsendable_values(agent, fabfile, capfd):
+def test_exceptions_output_and_unsendable_values(agent, fabfile, screen):
+    out, errs = screen
     with pytest.raises(RemoteError) as err:
         run(agent, fabfile.boom)
     assert str(err.value) == "[local] call(boom) raised KeyError: 'missing'"
     assert 'raise KeyError("missing")' in err.value.traceback  # the fabfile's own line, from its source
     assert run(agent, fabfile.shout, 7) == 7
-    out, errs = capfd.readouterr()
-    assert "[local] line one" in out and "[local] line 7" in errs
+    assert out.getvalue() == "[local] line one\n" and errs.getvalue() == "[local] line 7\n"
     with pytest.raises(HostError, match=r"\[local\] call\(unsendable\) returned a value that cannot be sent back: "
                                         "cannot send a value of type object"):
         run(agent, fabfile.unsendable)

@@ -218,18 +218,6 @@ def test_failed_step_parsing(stderr, expected):
 
 
 # -- PrefixedStream -------------------------------------------------------------------
-@pytest.fixture
-def screen():
-    """A plain Console writing to StringIO buffers, installed for the test."""
-    from fake.output import Console, console, use_console
-
-    out, err = io.StringIO(), io.StringIO()
-    previous = console()
-    use_console(Console(out=out, err=err, color=False))
-    yield out, err
-    use_console(previous)
-
-
 def test_prefixed_stream_writes_whole_lines_only(screen):
     out, _ = screen
     s = PrefixedStream("web1")
