@@ -93,7 +93,23 @@ class Interpreter:
                 raise self._fail(f"the interpreter went away before call({name}) was sent: {e}") from None
             if digest is not None:
                 self.sent.add(digest)
-            return self._answer(name, deadline, timeout, debug)
+            started, outcome = time.monotonic(), "lost"
+            try:
+                value = self._answer(name, deadline, timeout, debug)
+                outcome = 0
+                return value
+            except RemoteError as e:
+                outcome = f"raised {e.exc_type}"
+                raise
+            finally:
+                self._log(name, outcome, started)
+
+    def _log(self, name, outcome, started):
+        """Each call goes to the log file as a command does: ``[web1] $ call(fn)``, then how it ended."""
+        transcript = console().transcript
+        if transcript is not None:
+            transcript.command(self.host, f"call({name}) with {self.python}", outcome,
+                               time.monotonic() - started, "", "")
 
     def _answer(self, name, deadline, timeout, debug):
         while True:

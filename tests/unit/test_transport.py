@@ -4,7 +4,6 @@ Quoting and scripts are proved by running the produced shell text with a
 local ``/bin/sh`` (no SSH): what comes back must be exactly what went in.
 """
 
-import io
 import os
 import subprocess
 
