@@ -80,13 +80,29 @@ FABFILE = """
 
     @task
     def node(c):
+        import helpers
         print(env.host, "NODE", call(platform.node))
         print(env.host, "WHO", call(whoami, "!"))
+        print(env.host, "DIRECT", call(helpers.host_name))
 
     @task
     def fifty(c):
-        values = {call(platform.python_version) for _ in range(50)}
-        print(env.host, "FIFTY", len(values))
+        import paramiko
+        counts = {"sent": 0, "opened": 0}
+        sendall, open_session = paramiko.Channel.sendall, paramiko.Transport.open_session
+
+        def counting_sendall(self, data):
+            counts["sent"] += 1
+            return sendall(self, data)
+
+        def counting_open(self, *args, **kwargs):
+            counts["opened"] += 1
+            return open_session(self, *args, **kwargs)
+
+        values = {call(platform.python_version)}  # the first starts the interpreter
+        paramiko.Channel.sendall, paramiko.Transport.open_session = counting_sendall, counting_open
+        values |= {call(platform.python_version) for _ in range(49)}
+        print(env.host, "FIFTY", len(values), "SENT", counts["sent"], "OPENED", counts["opened"])
 
     @task
     def fragile(c):
@@ -124,6 +140,7 @@ def test_call_returns_each_hosts_value_and_leaves_no_file(fleet, fab, project):
     for host in fleet.hosts:
         assert f"{host.name} NODE {platform.node()}" in proc.stdout, explain(proc)
         assert f"{host.name} WHO ('{host.name}!', 'helpers')" in proc.stdout, explain(proc)
+        assert f"{host.name} DIRECT {host.name}" in proc.stdout, explain(proc)
         assert listing(host) == before[host.name], host.name  # nothing written on the host
         # one interpreter, started over the task's one connection
         assert [c for c in fleet.commands(host.name) if "-c" in c] == [fleet.commands(host.name)[0]]
@@ -134,7 +151,8 @@ def test_fifty_calls_start_one_interpreter_on_one_connection(fleet, fab, project
     write(project, "fabfile.py", FABFILE)
     proc = fab(["-H", "web1", "fifty"], fleet=fleet)
     assert proc.returncode == 0, explain(proc)
-    assert "web1 FIFTY 1" in proc.stdout, explain(proc)
+    # after the first, each call is one message out (then its answer): no channel opened, nothing more sent
+    assert "web1 FIFTY 1 SENT 49 OPENED 0" in proc.stdout, explain(proc)
     commands = fleet.commands("web1")
     assert len(commands) == 1 and commands[0].startswith("python3 -c "), commands
     assert fleet["web1"].accepted_count() == 1
@@ -231,6 +249,7 @@ def test_a_host_without_python_is_one_line_naming_it(fleet, fab, project):
     hide_python(fleet["web3"], fleet.logdir)
     assert fleet["web3"].sh("PATH=/usr/bin:/bin; command -v python3 || echo none").strip() == "none"
     write(project, "fabfile.py", FABFILE)
+    write(project, "helpers.py", HELPERS)
     proc = fab(["-H", "web1,web3", "node"], fleet=fleet)
     assert proc.returncode == 1, explain(proc)
     assert "[web3] cannot start Python: 'python3' was not found on the host" in proc.stderr, explain(proc)

@@ -234,3 +234,13 @@ def test_bootstrap_is_one_command_with_the_python_quoted():
     cmd = command("/opt/my python/bin/python3")
     assert cmd.startswith("'/opt/my python/bin/python3' -c ") and "\n" not in cmd
     assert textwrap.shorten(cmd, 60)  # a sane single line
+
+
+def test_what_runs_on_hosts_is_python_3_6_syntax():
+    import ast
+    from pathlib import Path
+
+    from fake.pyhost.bootstrap import agent_source
+
+    ast.parse(agent_source(), feature_version=(3, 6))
+    ast.parse((Path(__file__).parents[2] / "fake" / "tasks" / "hostfacts.py").read_text(), feature_version=(3, 6))
