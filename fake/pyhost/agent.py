@@ -157,6 +157,8 @@ def _build(payload):
             namespace[name] = _lookup(importlib.import_module(entry[2]), entry[3])
         elif kind == "value":
             namespace[name] = entry[2]
+        elif kind == "alias":  # the fabfile names one of its functions twice
+            namespace[name] = namespace[entry[2]]
         else:  # "source": a def or class at its own line numbers, so tracebacks point at the fabfile
             text = "\n" * (entry[3] - 1) + entry[2]
             for number, line in enumerate(text.splitlines(True)):

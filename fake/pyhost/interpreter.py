@@ -199,20 +199,32 @@ class Interpreter:
             pass
 
 
+class _PerConnection:
+    """The interpreters started over one connection, by interpreter name; one start at a time."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.running = {}
+
+
 def interpreter_for(conn, host, python, timeout, fabfile=None):
     """The running interpreter for ``python`` on ``conn``, started on first use."""
     with _registry_lock:
-        table = vars(conn).setdefault("_fake_interpreters", {})  # not setattr: Fabric would put it in the config
-        table_lock = table.setdefault(None, threading.Lock())
-    with table_lock:
-        current = table.get(python)
+        # vars(), not setattr: an unknown attribute set on a Fabric connection goes into its config.
+        table = vars(conn).setdefault("_fake_interpreters", _PerConnection())
+    with table.lock:
+        current = table.running.get(python)
         if current is not None and current.broken is None:
             return current
-        pipe = open_pipe(conn, command(python), timeout)
+        try:
+            pipe = open_pipe(conn, command(python), timeout)
+        except Exception as e:  # a session refused, a dropped connection: one line naming the host
+            raise HostError(host, f"cannot start {python!r}: opening a session failed: "
+                                  f"{type(e).__name__}: {e}") from e
         interp = Interpreter(host, pipe, python, fabfile)
-        weakref.finalize(conn, interp.close)
+        weakref.finalize(conn, interp.close)  # the local target's process ends with its connection
         interp.start(timeout)
-        table[python] = interp
+        table.running[python] = interp
         return interp
 
 

@@ -50,9 +50,9 @@ def describe(fn):
     if not isinstance(fn, types.FunctionType):
         raise ConfigError(f"call({name}): a {type(fn).__name__} cannot be sent to a host; "
                           "use a function defined with def")
-    entries = []
-    _ship(fn, fn.__globals__, entries, {}, name)
-    payload = (str(module), fn.__code__.co_filename, fn.__name__, entries)
+    shipment = _Shipment(fn.__globals__, name)
+    shipment.add(fn)
+    payload = (str(module), fn.__code__.co_filename, fn.__name__, shipment.entries)
     return ("src", hashlib.sha256(encode(payload)).hexdigest(), payload)
 
 
@@ -104,38 +104,47 @@ def _names_read(text):
     return names
 
 
-def _ship(obj, globs, entries, seen, called):
-    """Append the entries ``obj`` needs (its globals first), then its own source."""
-    seen[id(obj)] = True
-    text, first = _source(obj, called)
-    module = obj.__module__
-    for name in sorted(_names_read(text)):
-        if name not in globs or name in seen:
-            continue
-        seen[name] = True
-        entry = _global(name, globs[name], module, globs, entries, seen, called)
-        if entry is not None:
-            entries.append(entry)
-    entries.append(("source", obj.__name__, text, first))
+class _Shipment:
+    """The entries one fabfile function needs on the host, in the order they are set up there."""
 
+    def __init__(self, globs, called):
+        self.globs, self.called = globs, called
+        self.entries = []
+        self.names, self.objects = set(), set()  # globals handled; fabfile objects whose source is in
 
-def _global(name, value, module, globs, entries, seen, called):
-    if isinstance(value, types.ModuleType):
-        if is_fabfile_module(value.__name__):
-            raise ConfigError(f"call({called}): it reads the fabfile module itself ({name}), which hosts never import")
-        return ("module", name, value.__name__)
-    owner = getattr(value, "__module__", None)
-    if callable(value) and owner == module:  # the fabfile's own: sent as source (a decorated one is refused)
-        if id(value) not in seen:
-            _ship(value, globs, entries, seen, called)
-        return None
-    qualname = getattr(value, "__qualname__", None)
-    if owner and qualname and not is_fabfile_module(owner) and "<locals>" not in qualname \
-            and _lookup(sys.modules.get(owner), qualname) is value:
-        return ("ref", name, owner, qualname)
-    try:
-        encode(value)
-    except WireError as e:
-        raise ConfigError(f"call({called}): it reads the global {name}, which cannot be sent to the host "
-                          f"({e}); pass it as an argument or import it inside the function") from None
-    return ("value", name, value)
+    def add(self, obj):
+        """Its globals first, then its own source."""
+        self.objects.add(id(obj))
+        text, first = _source(obj, self.called)
+        for name in sorted(_names_read(text)):
+            if name in self.globs and name not in self.names:
+                self.names.add(name)
+                self.add_global(name, self.globs[name], obj.__module__)
+        self.entries.append(("source", obj.__name__, text, first))
+
+    def add_global(self, name, value, module):
+        called = self.called
+        if isinstance(value, types.ModuleType):
+            if is_fabfile_module(value.__name__):
+                raise ConfigError(f"call({called}): it reads the fabfile module itself ({name}), "
+                                  "which hosts never import")
+            self.entries.append(("module", name, value.__name__))
+            return
+        owner = getattr(value, "__module__", None)
+        if callable(value) and owner == module:  # the fabfile's own: its source too (a decorated one is refused)
+            if id(value) not in self.objects:
+                self.add(value)
+            if getattr(value, "__name__", name) != name:
+                self.entries.append(("alias", name, value.__name__))
+            return
+        qualname = getattr(value, "__qualname__", None)
+        if owner and qualname and not is_fabfile_module(owner) and "<locals>" not in qualname \
+                and _lookup(sys.modules.get(owner), qualname) is value:
+            self.entries.append(("ref", name, owner, qualname))
+            return
+        try:
+            encode(value)
+        except WireError as e:
+            raise ConfigError(f"call({called}): it reads the global {name}, which cannot be sent to the host "
+                              f"({e}); pass it as an argument or import it inside the function") from None
+        self.entries.append(("value", name, value))

@@ -46,6 +46,13 @@ def uses_everything(x, scale=2):
             "ordered": list(OrderedDict(a=1)), "env": env["local"], "high": LIMITS["high"]}
 
 
+helper_alias = helper
+
+
+def via_alias(x):
+    return helper_alias(x)
+
+
 def reads_secret():
     return SECRET_OBJECT
 
@@ -91,7 +98,7 @@ def fabfile(tmp_path, monkeypatch):
 
 @pytest.fixture
 def agent():
-    interp = Interpreter("local", LocalPipe(command("python3")), "python3")
+    interp = Interpreter("local", LocalPipe(command(sys.executable)), "python3")
     interp.start(30)
     yield interp
     interp.close()
@@ -146,6 +153,7 @@ def test_the_agent_runs_functions_and_keeps_running(agent, fabfile):
     assert value["helper"] == 10 and value["box"] == 8 and value["high"] == (2, 3)
     assert value["pid"] == agent.info[1] != os.getpid()  # it ran in the agent, not here
     assert run(agent, fabfile.uses_everything, 1, scale=3)["pid"] == value["pid"]  # the same interpreter
+    assert run(agent, fabfile.via_alias, 1) == 2  # a function the fabfile names twice
     assert run(agent, platform.python_version) == platform.python_version() or True
 
 
