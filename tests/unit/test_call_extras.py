@@ -4,7 +4,7 @@ import invoke
 import pytest
 
 from fake.cli.strategy import merge_free, strategy_of
-from fake.exceptions import ConfigError, HostError
+from fake.exceptions import ConfigError, HostError, StepFailed
 from fake.engine.results import HostResults
 from fake.registry import Call, FlowCall, Task
 from fake.tasks.checks import judge, parse_ports, parse_size, parse_version
@@ -94,3 +94,76 @@ def test_free_merges_runs_of_task_steps_and_leaves_flows_and_pre_tasks_alone():
     merged = merge_free(executor=None, steps=steps)
     assert merged[0] is pre and merged[2] is steps[3] and merged[3] is steps[4]
     assert [call.name for call in merged[1].task.calls] == ["a", "b"] and merged[1].task.hosts == hosts
+
+
+# -- warn_only and --strategy free on the engine, without SSH ---------------------------------
+def _logging_registry(log, fail_on=(), slow="h1"):
+    import threading
+    import time
+
+    from fake.registry import Registry
+    from fake.state import env
+
+    reg = Registry()
+    lock = threading.Lock()
+
+    def step(name):
+        def body():
+            host = env.host_string
+            with lock:
+                log.append(("start", name, host))
+            if name == "a" and host == slow:
+                time.sleep(0.3)
+            if (name, host) in fail_on:
+                raise RuntimeError(f"{name} broke")
+            with lock:
+                log.append(("end", name, host))
+            return f"{name}@{host}"
+
+        body.__name__ = name
+        reg.task(name=name)(body)
+
+    for name in ("pre", "a", "b", "post"):
+        step(name)
+    reg.before("a", "pre")
+    reg.after("a", "post")
+    return reg
+
+
+def _ends(log, name):
+    return {host: i for i, (kind, task, host) in enumerate(log) if kind == "end" and task == name}
+
+
+def test_collect_drops_a_failed_host_from_the_later_calls_and_keeps_the_others():
+    from fake.engine.results import collect
+    from tests.unit.test_engine import make_run
+
+    log = []
+    reg = _logging_registry(log, fail_on={("pre", "h2")})
+    with make_run(reg, hosts=["h1", "h2", "h3"]) as run:
+        results = collect(run, reg.expand("a"), ["h1", "h2", "h3"])
+    assert results.successful() == {"h1": "post@h1", "h3": "post@h3"}
+    assert list(results.failures()) == ["h2"] and "pre broke" in str(results.failures()["h2"])
+    assert not any(host == "h2" and task in ("a", "post") for _, task, host in log)  # h2 went no further
+
+
+def test_run_free_lets_fast_hosts_run_ahead_and_a_failure_stops_only_its_host():
+    from fake.engine.free import run_free
+    from tests.unit.test_engine import make_run
+
+    log = []
+    reg = _logging_registry(log)
+    calls = reg.expand("b")
+    with make_run(reg, hosts=["h1", "h2", "h3"]) as run:
+        values = run_free(run, [c for c in reg.expand("a") if c.via is None] + calls, ["h1", "h2", "h3"])
+    assert values == {"h1": "b@h1", "h2": "b@h2", "h3": "b@h3"}
+    a_end, b_end = _ends(log, "a"), _ends(log, "b")
+    assert b_end["h2"] < a_end["h1"] and b_end["h3"] < a_end["h1"]  # no barrier between a and b
+    assert all(a_end[h] < b_end[h] for h in ("h1", "h2", "h3"))  # each host in its own order
+
+    log.clear()
+    reg = _logging_registry(log, fail_on={("a", "h1")})
+    with make_run(reg, hosts=["h1", "h2", "h3"]) as run, pytest.raises(StepFailed) as err:
+        run_free(run, [c for c in reg.expand("a") if c.via is None] + reg.expand("b"), ["h1", "h2", "h3"])
+    assert list(err.value.failures) == ["h1"] and "a broke" in str(err.value)
+    assert set(_ends(log, "b")) == {"h2", "h3"}

@@ -252,3 +252,26 @@ def test_what_runs_on_hosts_is_python_3_6_syntax():
 
     ast.parse(agent_source(), feature_version=(3, 6))
     ast.parse((Path(__file__).parents[2] / "fake" / "tasks" / "hostfacts.py").read_text(), feature_version=(3, 6))
+
+
+def test_a_crafted_answer_after_a_good_hello_is_refused_and_never_unpickled(tmp_path):
+    import pickle
+
+    from fake.pyhost.wire import encode, frame
+
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    stream = tmp_path / "stream"
+    stream.write_bytes(frame(encode(("hello", (3, 11, 0), 1, "/usr/bin/python3"))) + pickle.dumps(Exploit()))
+    interp = Interpreter("web9", LocalPipe(f"cat {stream}; cat >/dev/null"), "python3")
+    interp.start(10)
+    with pytest.raises(HostError, match=r"\[web9\] 'python3' on the host answered with data that is not "
+                                        r"Fake's protocol \(nothing of it was used\): not a frame"):
+        interp.call(describe(os.getpid), (), {}, "getpid", timeout=10)
+    assert not marker.exists()
+    with pytest.raises(HostError, match="not Fake's protocol"):  # it stays stopped
+        interp.call(describe(os.getpid), (), {}, "getpid", timeout=10)
