@@ -144,11 +144,14 @@ class Functions:
         return self.built[digest]
 
 
+_LINES = {}  # filename -> {line number: text} of the sources sent from it
+
+
 def _build(payload):
     """A function of the fabfile, rebuilt in a fresh namespace from its source and its globals."""
     module_name, filename, target, entries = payload
     namespace = {"__name__": module_name, "__builtins__": builtins, "__file__": filename}
-    padded = {}
+    padded = _LINES.setdefault(filename, {})  # every function sent from that file, for tracebacks
     for entry in entries:
         kind, name = entry[0], entry[1]
         if kind == "module":
@@ -205,7 +208,11 @@ def serve(rfd=0, wfd=1):
         except BaseException as e:  # SystemExit too: it is the function's outcome, not ours
             out.flush()
             err.flush()
-            channel.send(("raised", _exception_name(e), str(e), traceback.format_exc()))
+            try:
+                text = str(e)
+            except Exception:  # an exception whose __str__ fails must not end the agent
+                text = "<unprintable {}>".format(type(e).__name__)
+            channel.send(("raised", _exception_name(e), text, traceback.format_exc()))
             continue
         out.flush()
         err.flush()

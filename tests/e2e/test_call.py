@@ -66,7 +66,11 @@ def write(project, name, text):
 
 FABFILE = """
     import platform
+    import sys
     from fake.api import call, env, execute, task
+
+    def say(*words):  # one write per line: hosts print from their own threads
+        sys.stdout.write(" ".join(map(str, words)) + "\\n")
 
     def whoami(suffix):
         import helpers  # lives beside the fabfile, installed nowhere
@@ -81,9 +85,9 @@ FABFILE = """
     @task
     def node(c):
         import helpers
-        print(env.host, "NODE", call(platform.node))
-        print(env.host, "WHO", call(whoami, "!"))
-        print(env.host, "DIRECT", call(helpers.host_name))
+        say(env.host, "NODE", call(platform.node))
+        say(env.host, "WHO", call(whoami, "!"))
+        say(env.host, "DIRECT", call(helpers.host_name))
 
     @task
     def fifty(c):
@@ -102,11 +106,11 @@ FABFILE = """
         values = {call(platform.python_version)}  # the first starts the interpreter
         paramiko.Channel.sendall, paramiko.Transport.open_session = counting_sendall, counting_open
         values |= {call(platform.python_version) for _ in range(49)}
-        print(env.host, "FIFTY", len(values), "SENT", counts["sent"], "OPENED", counts["opened"])
+        say(env.host, "FIFTY", len(values), "SENT", counts["sent"], "OPENED", counts["opened"])
 
     @task
     def fragile(c):
-        print("GOT", call(fail_on_web2))
+        say("GOT", call(fail_on_web2))
 
     @task
     def collect(c):
