@@ -275,3 +275,13 @@ def test_a_crafted_answer_after_a_good_hello_is_refused_and_never_unpickled(tmp_
     assert not marker.exists()
     with pytest.raises(HostError, match="not Fake's protocol"):  # it stays stopped
         interp.call(describe(os.getpid), (), {}, "getpid", timeout=10)
+
+
+def test_a_python_too_old_stops_with_one_line_saying_so(monkeypatch):
+    import fake.pyhost.bootstrap as bootstrap
+
+    monkeypatch.setattr(bootstrap, "MIN_VERSION", (99, 0))  # every Python here is too old for this one
+    interp = Interpreter("web9", LocalPipe(bootstrap.command(sys.executable)), sys.executable)
+    with pytest.raises(HostError, match=r"^\[web9\] '.*' exited 1 before Fake's agent started: "
+                                        r"fake: call\(\) needs Python 99.0 or newer, this is 3\.\d+"):
+        interp.start(30)
