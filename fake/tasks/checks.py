@@ -27,7 +27,7 @@ from ..state import env, registry
 from .commands import stage_task
 from .hostfacts import facts
 
-__all__ = ["checks", "preflight", "parse_size", "parse_version", "parse_ports", "judge"]
+__all__ = ["checks", "preflight"]  # what a star-import brings into a fabfile
 
 SETTINGS = ("check_disk_free", "check_python", "check_ports_free", "check_ports_listening")
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
