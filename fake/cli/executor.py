@@ -16,6 +16,7 @@ from .. import state
 from ..engine import Run
 from ..exceptions import ConfigError
 from ..registry import Call, Task
+from .strategy import merge_free, strategy_of
 
 __all__ = ["Executor", "HostsCall", "parse_set"]
 
@@ -104,6 +105,7 @@ class Executor(invoke.Executor):
     """Roles and host selection, then Invoke's pipeline over :class:`HostsCall` steps."""
 
     run = None
+    strategy = "linear"
 
     def execute(self, *tasks):
         args = self.core[0].args
@@ -115,6 +117,7 @@ class Executor(invoke.Executor):
         hosts = rolelib.resolve(host_source, selected_roles, env.get("roledefs") or {})
         env.update(roles=selected_roles, effective_roles=selected_roles, all_hosts=hosts)
         parallel = args.parallel.value
+        self.strategy = strategy_of(args.strategy.value)
         if parallel is not None and parallel < 1:
             raise ConfigError(f"-P/--parallel wants a number of hosts >= 1, got {parallel}")
         self.run = Run(env, state.registry, self.config, hosts=hosts, roles=selected_roles,
@@ -148,6 +151,8 @@ class Executor(invoke.Executor):
             steps.extend(self.expand_calls(call.post, apply_hosts=False))
         if apply_hosts and self.core.remainder:
             steps.append(self._step(self._remainder(), hosts))
+        if apply_hosts and self.strategy == "free":
+            steps = merge_free(self, steps)
         return steps
 
     def _step(self, call, hosts, origin=None):

@@ -55,6 +55,9 @@ class Fab(fabric.main.Fab):
                      help="Wait up to this many seconds for another run's deploy lock instead of failing."),
             Argument(names=("take-lock",), kind=bool,
                      help="Take over a deploy lock whose run is gone (same machine, its pid not running)."),
+            Argument(names=("strategy",),
+                     help="linear (default): each task on every host before the next; "
+                          "free: each host runs its own tasks in order without waiting (not flows)."),
             Argument(names=("tree",), help="Print a task or flow with its hooks, and exit."),
             Argument(names=("report",), help="Write a JSON report of the run to this file."),
         ]
