@@ -15,6 +15,7 @@ import paramiko.agent
 from fabric import Connection
 
 from ..exceptions import ConnectError
+from .bastion import jump_chain, plain_gateway
 from .channel import exec_ssh
 from .exec import HostCommands, TimedOut
 from .local import LOCAL, LocalTarget
@@ -109,11 +110,25 @@ class _Spare:
 
 
 def open_target(host, config, user=None, port=None, key_filename=None,
-                forward_agent=None, connect_timeout=None):
-    """An open connection to ``host``, or ConnectError naming it and why."""
+                forward_agent=None, connect_timeout=None, bastions=None, gateway=None):
+    """An open connection to ``host``, or ConnectError naming it and why.
+
+    With ``bastions`` (a :class:`~.bastion.Bastions`), a host behind
+    ``ProxyJump`` (or ``gateway``, ``env.gateway``, when ssh_config names
+    none) is reached over the run's one connection to its bastion.
+    """
     if host == LOCAL:
         return LocalTarget(config=config)
     connect_kwargs, connect_timeout = connection_kwargs(config, host, key_filename, connect_timeout)
+    via = None
+    if bastions is not None:
+        chain = jump_chain(config.base_ssh_config, host, default=gateway)
+        if chain:
+            hop_kwargs, hop_timeout = connection_kwargs(config, chain[-1], key_filename, connect_timeout)
+            try:
+                via = bastions.gateway(chain, hop_kwargs, hop_timeout)
+            except ConnectError as e:
+                raise ConnectError(host, e.reason) from e  # the same line for every host behind it
     try:
         conn = HostConnection(
             host,
@@ -123,14 +138,22 @@ def open_target(host, config, user=None, port=None, key_filename=None,
             connect_kwargs=connect_kwargs,
             forward_agent=forward_agent,
             connect_timeout=connect_timeout,
+            # Never None with bastions: Fabric would open a bastion of its own for this host.
+            gateway=via if via is not None else (plain_gateway(config, host) if bastions is not None else None),
         )
     except (ValueError, paramiko.SSHException) as e:
         raise ConnectError(host, f"bad host {host!r}: {e}") from e
     check_host_keys(conn)
     try:
         conn.open()
+    except paramiko.ChannelException as e:
+        where = f"{conn.host}:{conn.port}"
+        raise ConnectError(host, f"bastion {via.host} could not reach {where}: {e.text}") from e
     except Exception as e:  # every failure here is a ConnectError to the user
-        raise ConnectError(host, describe_connect_error(conn, e, connect_timeout)) from e
+        reason = describe_connect_error(conn, e, connect_timeout)
+        if via is not None:
+            reason += f" (via bastion {via.host})"
+        raise ConnectError(host, reason) from e
     conn.fake_host = host
     sock = getattr(conn.transport, "sock", None)
     if isinstance(sock, socket.socket):
