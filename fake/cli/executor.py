@@ -15,6 +15,7 @@ from .. import hostselect
 from .. import roles as rolelib
 from .. import state
 from ..engine import Run
+from ..engine.limits import calm_gc
 from ..exceptions import ConfigError
 from ..registry import Call, Task
 
@@ -141,6 +142,7 @@ class Executor(invoke.Executor):
         from .console import setup_console  # the console needs the run's hosts for its secrets
 
         setup_console(args, env, self.config, self.run, self.collection.loaded_from)
+        calm_gc()
         with self.run:
             return super().execute(*tasks)
 

@@ -21,7 +21,8 @@ from ..env import CallableEnv
 from ..exceptions import ConnectError
 from ..settings import flag, number, text
 from ..transport.bastion import Bastions
-from ..transport.ssh import check_host_keys, open_target
+from ..transport.ssh import check_host_keys, describe_connect_error, open_target, tune_transport
+from ..transport.sshconfig import cache_ssh_config
 from .limits import connect_slots
 from .scope import split_host
 
@@ -36,7 +37,10 @@ class Pool:
         self._lock = threading.Lock()
         self._opening = {}  # (host, login) -> lock: one handshake per login, however many threads ask
         self._lost = {}  # (host, login) -> the error of a dropped connection that did not come back
-        self.bastions = Bastions(config, prepare=check_host_keys)
+        if config is not None:
+            cache_ssh_config(config)
+        self.bastions = Bastions(config, prepare=check_host_keys, describe=describe_connect_error,
+                                 tune=tune_transport)
         self._starting = connect_slots(env)
 
     def login(self, host):

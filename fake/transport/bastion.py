@@ -95,9 +95,11 @@ def _lookup(ssh_config, name):
 class Bastions:
     """The open jump-host connections of a run, keyed by the chain that leads to them."""
 
-    def __init__(self, config, prepare=None):
+    def __init__(self, config, prepare=None, describe=None, tune=None):
         self.config = config
-        self.prepare = prepare or (lambda conn: None)  # host-key checks, set by the caller
+        self.tune = tune or (lambda transport: None)  # TCP_NODELAY and the idle poll, from the caller
+        self.prepare = prepare or (lambda conn: None)  # host-key checks, from the caller (ssh)
+        self.describe = describe or (lambda conn, error, timeout: str(error))  # one line for an error
         self._conns = {}  # chain tuple -> open Connection to its last hop
         self._failed = {}  # chain tuple -> the ConnectError every target behind it gets
         self._opening = {}  # chain tuple -> lock: one login per bastion, however many threads ask
@@ -130,8 +132,6 @@ class Bastions:
             return conn
 
     def _open(self, hop, before, connect_kwargs, connect_timeout):
-        from .ssh import describe_connect_error  # ssh imports this module
-
         name = _hop_name(hop)
         try:
             # Never None for the first hop: Fabric would follow its ProxyJump
@@ -144,8 +144,9 @@ class Bastions:
         try:
             conn.open()
         except Exception as e:
-            reason = describe_connect_error(conn, e, connect_timeout)
+            reason = self.describe(conn, e, connect_timeout)
             raise ConnectError(name, f"bastion {name}: {reason}") from e
+        self.tune(conn.transport)
         return conn
 
     def hosts(self):

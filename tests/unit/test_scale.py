@@ -127,3 +127,29 @@ def test_stage_progress_counts_each_call_and_keeps_failures():
     p.begin_call()
     ok("a")
     assert p.text(1.234) == "updating 1/3 ✔ 1 ✗ 1 (1.23s)"
+
+
+def test_cached_ssh_config_gives_what_paramiko_gives():
+    from fake.transport.sshconfig import _CachedSSHConfig
+
+    text = "".join(f"Host h{i}\n    Port {1000 + i}\n" for i in range(50)) + """
+Host h1 h2
+    User first
+Host h*
+    User deploy
+Host !db1 db*
+    User dba
+Host h2
+    IdentityFile a
+Match originalhost h3
+    Port 3333
+Host *
+    IdentityFile b
+    User last
+"""
+    base = SSHConfig.from_text(text)
+    cached = _CachedSSHConfig(base)
+    for host in ["h1", "h2", "h3", "h49", "db1", "db2", "x"]:
+        assert cached.lookup(host) == base.lookup(host), host
+        cached.lookup(host)["identityfile"].append("changed")  # a copy each time
+        assert cached.lookup(host) == base.lookup(host)
