@@ -67,6 +67,7 @@ class Console:
         self._spinner = None
         self.compact = 0  # the run's hosts, when there are enough for a progress line per stage; 0: off
         self._progress = None  # the stage's StageProgress while one runs in compact mode
+        self._last_progress = None  # the last stage's, for its closing line
 
     # -- masking --------------------------------------------------------
     def add_secret(self, value):
@@ -116,8 +117,6 @@ class Console:
         if progress is not None and progress.label == name:
             name = progress.text()
         self.write(f"{self.paint('✔' if self.tty else '*', 'green')} {name} ({seconds:.2f}s)")
-
-    _last_progress = None
 
     def counting(self, fn):
         """``fn`` that counts each host's end in the running stage's progress line (compact mode)."""

@@ -84,15 +84,21 @@ def deployed(fleet):
     return [h.name for h in fleet.hosts if h.sh("test -L /srv/app/current && echo yes || true").strip() == "yes"]
 
 
-def test_ten_targets_behind_one_bastion_make_one_bastion_login(lab, project, fab):
+def behind_a_bastion(lab, project, n, bastion_config=(), bastion_key=None, jump="bastion", extra=""):
+    """n targets and a bastion in a network of their own; returns (bastion, targets, ssh_config path)."""
     ns = lab.netns()
-    bastion = lab.fleet(1, ["bastion"], netns=ns)
-    targets = lab.fleet(10, [f"app{i}" for i in range(1, 11)], netns=ns)
+    bastion = lab.fleet(1, ["bastion"], netns=ns, extra_config=list(bastion_config))
+    targets = lab.fleet(n, [f"app{i}" for i in range(1, n + 1)], netns=ns)
     door = lab.relay(bastion.hosts[0].port, ns)
     config = project / "ssh_config"
-    config.write_text(host_entry("bastion", door.port, bastion.key_path) + "".join(
-        host_entry(h.name, h.port, targets.key_path, jump="bastion") for h in targets.hosts))
-    setup_project(project, targets)
+    config.write_text(host_entry("bastion", door.port, bastion_key or bastion.key_path) + "".join(
+        host_entry(h.name, h.port, targets.key_path, jump=jump) for h in targets.hosts))
+    setup_project(project, targets, extra)
+    return bastion, targets, config
+
+
+def test_ten_targets_behind_one_bastion_make_one_bastion_login(lab, project, fab):
+    bastion, targets, config = behind_a_bastion(lab, project, 10)
     assert all(unreachable_here(h) for h in targets.hosts)
 
     proc = fab(["-S", config, "-R", "app", "deploy"], timeout=120)
@@ -104,14 +110,8 @@ def test_ten_targets_behind_one_bastion_make_one_bastion_login(lab, project, fab
 
 
 def test_bastion_with_max_startups_5_serves_20_targets_via_env_gateway(lab, project, fab):
-    ns = lab.netns()
-    bastion = lab.fleet(1, ["bastion"], netns=ns, extra_config=["MaxStartups 5"])
-    targets = lab.fleet(20, [f"app{i}" for i in range(1, 21)], netns=ns)
-    door = lab.relay(bastion.hosts[0].port, ns)
-    config = project / "ssh_config"
-    config.write_text(host_entry("bastion", door.port, bastion.key_path) + "".join(
-        host_entry(h.name, h.port, targets.key_path) for h in targets.hosts))
-    setup_project(project, targets, extra="env.gateway = 'bastion'")
+    bastion, targets, config = behind_a_bastion(lab, project, 20, bastion_config=["MaxStartups 5"], jump=None,
+                                                extra="env.gateway = 'bastion'")
 
     proc = fab(["-S", config, "-R", "app", "deploy"], timeout=180)
 
@@ -147,16 +147,9 @@ def test_a_chain_of_two_bastions(lab, project, fab):
 
 
 def test_a_bastion_that_refuses_the_key_is_one_line_naming_it(lab, project, fab):
-    ns = lab.netns()
-    bastion = lab.fleet(1, ["bastion"], netns=ns)
-    targets = lab.fleet(12, [f"app{i}" for i in range(1, 13)], netns=ns)
-    door = lab.relay(bastion.hosts[0].port, ns)
     wrong_key = project / "wrong_key"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(wrong_key)], check=True)
-    config = project / "ssh_config"
-    config.write_text(host_entry("bastion", door.port, wrong_key) + "".join(
-        host_entry(h.name, h.port, targets.key_path, jump="bastion") for h in targets.hosts))
-    setup_project(project, targets)
+    bastion, targets, config = behind_a_bastion(lab, project, 12, bastion_key=wrong_key)
 
     proc = fab(["-S", config, "-R", "app", "deploy"], timeout=120)
 

@@ -153,3 +153,27 @@ Host *
         assert cached.lookup(host) == base.lookup(host), host
         cached.lookup(host)["identityfile"].append("changed")  # a copy each time
         assert cached.lookup(host) == base.lookup(host)
+
+
+def test_compact_console_prints_one_line_per_stage_when_piped():
+    import io
+
+    from fake.output import Console
+
+    out = io.StringIO()
+    con = Console(out=out, err=out)
+    con.compact = 3
+    with con.spin("updating"):
+        work = con.counting(lambda host: con.host_lines(host, [f"hello from {host}"]))
+        for host in ("a", "b", "c"):
+            work(host)
+    con.stage("updating", 1.5)
+    assert out.getvalue() == "* updating 3/3 ✔ 3 ✗ 0 (1.50s)\n"
+    with pytest.raises(RuntimeError):
+        with con.spin("publishing"):
+            con.counting(lambda host: (_ for _ in ()).throw(RuntimeError("x")))("a")
+    assert out.getvalue().splitlines()[-1].startswith("! publishing 1/3 ✔ 0 ✗ 1")
+    con.level = 1  # -v: host lines come back, no progress line
+    with con.spin("finishing"):
+        con.counting(lambda host: con.host_lines(host, ["shown"]))("a")
+    assert out.getvalue().splitlines()[-1] == "[a] shown"
