@@ -79,6 +79,11 @@ def test_thirty_hosts_piped_show_a_line_per_stage(fab, fleet30, scale_app, proje
     log = (project / "log" / "fake.log").read_text()
     assert all(f"[{h}] exit 0" in log for h in WEB + DB)
 
+    proc = fab(["-S", fleet30.ssh_config_path, "-R", "web,db", "-v", "deploy"], timeout=180)
+    assert proc.returncode == 0, explain(proc)
+    for host in WEB + DB:  # -v: every host's commands again, as below the threshold
+        assert re.search(rf"^\[{host}\] \$ ", proc.stdout, re.M), explain(proc)
+
 
 def test_verbose_shows_every_host_and_a_failing_host_is_named(fab, fleet30, scale_app):
     scale_app(extra='''
