@@ -11,9 +11,11 @@ selected host before the next starts.
 
 import invoke
 
+from .. import hostselect
 from .. import roles as rolelib
 from .. import state
 from ..engine import Run
+from ..engine.limits import calm_gc
 from ..exceptions import ConfigError
 from ..registry import Call, Task
 from .strategy import merge_free, strategy_of
@@ -45,6 +47,19 @@ def parse_set(text):
         if not key.isidentifier():
             raise ConfigError(f"--set: {key!r} is not a valid setting name (in {entry!r})")
         values[key] = value if sep else True
+    return values
+
+
+def _flag_settings(args):
+    """The settings that flags stand for (``--connect-limit``, ``-G``), when given."""
+    values = {}
+    limit = args["connect-limit"].value
+    if limit is not None:
+        if limit < 1:
+            raise ConfigError(f"--connect-limit wants a number of connections >= 1, got {limit}")
+        values["connect_limit"] = limit
+    if args.gateway.value:
+        values["gateway"] = args.gateway.value
     return values
 
 
@@ -110,11 +125,12 @@ class Executor(invoke.Executor):
     def execute(self, *tasks):
         args = self.core[0].args
         env = state.env
-        env.set_overrides(parse_set(args["set"].value))
+        env.set_overrides(dict(parse_set(args["set"].value), **_flag_settings(args)))
         cli_hosts, cli_roles = args.hosts.value, args.roles.value
         selected_roles = rolelib.split_names(cli_roles if cli_hosts or cli_roles else env.get("roles"))
         host_source = cli_hosts if cli_hosts or cli_roles else env.get("hosts")
-        hosts = rolelib.resolve(host_source, selected_roles, env.get("roledefs") or {})
+        hosts = hostselect.select(host_source, selected_roles, env.get("roledefs") or {},
+                                  exclude=args["exclude-hosts"].value)
         env.update(roles=selected_roles, effective_roles=selected_roles, all_hosts=hosts)
         parallel = args.parallel.value
         self.strategy = strategy_of(args.strategy.value)
@@ -129,6 +145,7 @@ class Executor(invoke.Executor):
         from .console import setup_console  # the console needs the run's hosts for its secrets
 
         setup_console(args, env, self.config, self.run, self.collection.loaded_from)
+        calm_gc()
         with self.run:
             return super().execute(*tasks)
 

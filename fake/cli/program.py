@@ -43,7 +43,15 @@ class Fab(fabric.main.Fab):
             Argument(names=("R", "roles"),
                      help="Comma-separated role(s) from env.roledefs to run against."),
             Argument(names=("P", "parallel"), kind=int,
-                     help="Run on at most this many hosts at once (default: all, up to 64)."),
+                     help="Run on at most this many hosts at once (default: all, as far as "
+                          "the open-files limit allows)."),
+            Argument(names=("x", "exclude-hosts"),
+                     help="Comma-separated host(s) to leave out; each may be a shell-style pattern."),
+            Argument(names=("connect-limit",), kind=int,
+                     help="Start at most this many SSH connections at once (default 30)."),
+            Argument(names=("G", "gateway"),
+                     help="Reach hosts without a ProxyJump through this bastion ([user@]host[:port]), "
+                          "one connection for all of them."),
             Argument(names=("set",),
                      help="Set env values, KEY=VALUE[,KEY=VALUE...]; wins over the fabfile."),
             Argument(names=("v", "verbose"), kind=bool,
