@@ -59,7 +59,7 @@ class Steps:
     def batch(self, k, batch, window):
         """One batch through the live-making calls; then the wait before the next."""
         flow, rollout = self.flow, self.flow.rollout
-        hosts = [h for h in batch if h in flow.alive]
+        hosts = start = [h for h in batch if h in flow.alive]
         if not hosts:
             return
         started = time.monotonic()
@@ -69,10 +69,12 @@ class Steps:
                 self.step(call, hosts, k)
                 hosts = [h for h in hosts if h in flow.alive]
         gated = any(getattr(call.task, "batch_gate", False) for *_, call in window)
-        lost = [h for h in batch if h not in hosts and h in rollout.failed]
+        lost, earlier = [h for h in start if h not in hosts], [h for h in batch if h not in start]
         line = f"{rollout.label(k)}: {' '.join(hosts) or 'no host'} live" + (", healthy" if gated and hosts else "")
         if lost:
             line += f"; {' '.join(lost)} failed, within max_fail={rollout.budget}"
+        if earlier:
+            line += f"; {' '.join(earlier)} left out before"
         console().write(f"{line} ({time.monotonic() - started:.1f}s)")
         if k < len(rollout.batches) and rollout.wait:
             time.sleep(rollout.wait)  # a Ctrl-C here stops before the next batch; the clean-up reverts
