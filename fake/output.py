@@ -13,7 +13,7 @@ import threading
 import time
 from contextvars import ContextVar
 
-from .progress import StageProgress, counted
+from .stageprogress import StageProgress, counted
 
 __all__ = ["Console", "Transcript", "console", "use_console", "QUIET", "NORMAL", "VERBOSE"]
 

@@ -5,7 +5,7 @@ import sys
 
 from ..env import CallableEnv
 from ..output import NORMAL, QUIET, VERBOSE, Console, Transcript, use_console
-from ..progress import COMPACT_ABOVE
+from ..stageprogress import COMPACT_ABOVE
 from ..settings import number
 
 __all__ = ["setup_console"]

@@ -6,7 +6,7 @@ import time
 import pytest
 from paramiko import SSHConfig
 
-from fake import progress
+from fake import stageprogress as progress
 from fake.engine import limits, pool as poolmod
 from fake.env import Env
 from fake.exceptions import ConfigError
