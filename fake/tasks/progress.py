@@ -130,9 +130,10 @@ def show(**values):
 
 def fleet():
     """'production: 3 host(s)': the roles given with -R (else the hosts) and how many hosts."""
-    run = current_run()
+    hosts = current_run().flow_hosts()
     roles = env.get("effective_roles") or []
-    return f"{','.join(roles) if roles else ','.join(run.flow_hosts())}: {len(run.flow_hosts())} host(s)"
+    named = hosts if len(hosts) <= 5 else hosts[:3] + [f"... {len(hosts) - 4} more ...", hosts[-1]]
+    return f"{','.join(roles) if roles else ','.join(named)}: {len(hosts)} host(s)"
 
 
 def banner(text):

@@ -784,3 +784,13 @@ def test_releasing_the_lock_also_removes_the_file_the_probe_was_linking_in(tmp_p
     (tmp_path / "deploy.lock.other").write_text("another run's\n")
     subprocess.run(["sh", "-c", unlock_shell("t0k3n")], check=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["deploy.lock.other"]
+
+
+def test_the_banner_names_a_long_host_list_short(monkeypatch):
+    from fake.tasks import progress
+
+    hosts = [f"h{i}" for i in range(1, 201)]
+    monkeypatch.setattr(progress, "current_run", lambda: type("R", (), {"flow_hosts": lambda self: hosts})())
+    assert progress.fleet() == "h1,h2,h3,... 196 more ...,h200: 200 host(s)"
+    env.effective_roles = ["web"]
+    assert progress.fleet() == "web: 200 host(s)"
