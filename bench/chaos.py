@@ -32,7 +32,9 @@ checked:
    one the chaos hook appends to.
 4. ``revisions.log`` only grows: what it held before is a prefix of it now.
 5. Nothing half-made or left over by this round: each release directory the
-   round made has REVISION (the logged commit) and links, and is live, or
+   round made (but an empty one marked bad: the fence a clean-up leaves where
+   an update still in flight would write) has REVISION (the logged commit)
+   and links, and is live, or
    logged in that host's revisions.log as deployed or switched back, or
    marked bad; no hidden entry in ``releases/`` (a failed export's flag), no
    ``.fake-upload-*`` or ``.fake-archive*``, no ``.current.fake.tmp`` link

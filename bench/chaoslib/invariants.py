@@ -156,6 +156,8 @@ def _inv5_leftovers(before, after, release_commit):
             want = release_commit.get(rel)
             accounted = (rel == view.live or f"release {rel} " in logged + " "
                          or f"Release {rel} was switched back" in logged or marked_bad)
+            if rev is None and marked_bad and rel != view.live:
+                continue  # the fence a clean-up leaves for an update still in flight (never a rollback target)
             if rev is None:
                 yield name, f"half-made release {rel}: no REVISION"
             elif want is None:

@@ -187,8 +187,10 @@ def _update():
     revision = scm.revision(resolved)
     script.add("write REVISION", f"printf '%s\\n' {quote(revision)} > {quote(posixpath.join(release, 'REVISION'))}")
     _link_steps(script, release, [path for _, path in links])
+    st.update_sent = True
     send(script.render(), "deploy:update", gate=None if fetched else Gate(scm.limit(), FETCH_DONE),
          stdin=script.stdin)
+    st.update_done = True
 
 
 def _link_steps(script, release, paths):

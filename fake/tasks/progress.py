@@ -36,6 +36,8 @@ class DeployState:
     previous_current: str | None = None  # current's link text before the flow, put back on failure
     rolled_back_from: str | None = None
     skip: bool = False  # rollback --force: this host has no target and stays as it is
+    update_sent: bool = False  # the update command went out (its result may never have come back)
+    update_done: bool = False  # ... and its result came back
     switch_sent: bool = False  # the switch command went out (its result may never have come back)
     published: bool = False  # current points at ``release`` (False again once switched back)
     finished: bool = False  # deploy:finish started: a failure now leaves the release live

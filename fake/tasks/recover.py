@@ -28,7 +28,8 @@ def _failed():
     st = deploy_state()
     if not st.published:
         if st.created:
-            _remove_unpublished(st.created, st.previous_current, st.switch_sent)
+            _remove_unpublished(st.created, st.previous_current, st.switch_sent,
+                                fence_release=st.update_sent and not st.update_done)
         elif action() == "rollback" and st.release and not st.skip:
             _undo_lost_switch(st.release, st.previous_current, st.switch_sent)
         _note_if_hosts_disagree(st)
@@ -80,17 +81,28 @@ def _not_current(name):
     return f"test \"$(readlink {quote(current_path())} 2>/dev/null || true)\" != {quote(posixpath.join('releases', name))}"
 
 
-def _remove_unpublished(name, previous, fence):
+def _remove_unpublished(name, previous, fence, fence_release=False):
     """Remove this run's release; first undo a switch whose result never came back.
 
     The last test fails if current still points at the release or the
     release is still there, so such a host is reported, not silently kept.
+    When the update's own result never came back, it may still be running
+    (stopped, past its timeout): then an empty release marked bad stays in
+    its place, so whatever it writes late lands in a release no rollback
+    picks; the next deploy removes it (it has no REVISION).
     """
     leftovers = strategy(cenv.get("scm")).leftovers(deploy_path(), name)
     release = quote(release_path(name))
+    remove = join(["rm", "-rf", "--", release_path(name), *leftovers])
+    if fence_release:
+        bad = quote(posixpath.join(release_path(name), BAD_MARKER))
+        remove += f"; mkdir -p -- {release} && : > {bad}"
+        kept = f"test -e {bad}"
+    else:
+        kept = f"test ! -e {release}"
     send_last(_undo_if_switched(name, previous, fence) + [
-        f"if {_not_current(name)}; then {join(['rm', '-rf', '--', release_path(name), *leftovers])}; fi",
-        f"{_not_current(name)} && test ! -e {release}",
+        f"if {_not_current(name)}; then {remove}; fi",
+        f"{_not_current(name)} && {kept}",
     ], f"remove unpublished release {name}")
 
 

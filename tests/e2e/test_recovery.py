@@ -319,3 +319,43 @@ def test_a_ctrl_c_during_deploy_finish_leaves_every_host_on_the_new_release(fab,
         if host not in held:
             assert f"{host.name}: release {name} stays live" in err, err
     assert no_lock_anywhere(fleet), err
+
+
+HOLD_TAR = textwrap.dedent("""\
+    #!/bin/sh
+    # tar -x (the release's export), held while /srv/hold-tar exists, then done: an update that lands late.
+    case "$*" in
+      *-x*)
+        while [ -e /srv/hold-tar ]; do touch /srv/tar-held; sleep 0.05; done
+        /srv/.tar-real "$@"; rc=$?; touch /srv/tar-done; exit $rc;;
+    esac
+    exec /srv/.tar-real "$@"
+""")
+
+
+def test_an_update_that_lands_after_the_clean_up_lands_in_a_release_marked_bad(fab, app, repo):
+    """The chaos test's round 21 (seed 20261127), replayed: no late update can make a release a rollback would pick."""
+    fleet = app()
+    ok(deploy(fab, fleet, "deploy"))
+    db1 = fleet["db1"]
+    old, before = live(db1), releases(db1)
+    bind_wrapper(fleet, db1, "tar", HOLD_TAR)
+    db1.sh("touch /srv/hold-tar")
+    commit(repo, {"app.py": "print('v2')\n"}, "v2")
+    proc = fab(["--set", "command_timeout=3", "-R", "production", "deploy"], fleet=fleet)
+    assert proc.returncode != 0 and "[db1]" in proc.stderr, explain(proc)
+    assert marker(db1, "/srv/tar-held"), "the update's export was held"
+    db1.sh("rm -f /srv/hold-tar")  # the stalled export now goes on, after the clean-up
+    assert wait_for(lambda: marker(db1, "/srv/tar-done"), 10)
+    time.sleep(0.5)  # the rest of its update: REVISION, links
+    late = [r for r in releases(db1) if r not in before]
+    assert late, releases(db1)
+    for name in late:
+        assert marker(db1, f"{APP}/releases/{name}/.fake-bad"), (name, db1.sh(f"ls -la {APP}/releases/{name}"))
+    assert live(db1) == old and no_lock_anywhere(fleet)
+    # A later deploy and a rollback never go to it.
+    db1.sh("umount /usr/bin/tar")
+    commit(repo, {"app.py": "print('v3')\n"}, "v3")
+    ok(deploy(fab, fleet, "deploy"))
+    ok(deploy(fab, fleet, "rollback"))
+    assert {live(h) for h in fleet.hosts} == {old}
