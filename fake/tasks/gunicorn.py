@@ -148,6 +148,10 @@ def reload_shell():
         f"mkdir -p -- {quote(posixpath.dirname(pid))} {quote(posixpath.dirname(log))} || exit 1",
         f"[ -x {quote(gunicorn)} ] || fake_fail {quote(f'{gunicorn} is missing: add gunicorn to the requirements')}",
         'fake_old=$(fake_num "$fake_pid")',
+        # A pid left by a gunicorn that died may belong to another program by now: never signal that.
+        'if fake_alive "$fake_old" && command -v ps >/dev/null 2>&1; then',
+        '  case "$(ps -p "$fake_old" -o args= 2>/dev/null)" in *gunicorn*) ;; *) fake_old= ;; esac',
+        'fi',
         'if ! fake_alive "$fake_old"; then',
         '  rm -f -- "$fake_pid" "$fake_pid.2"',
         f"  cd {quote(current_path())} || exit 1",
@@ -245,5 +249,8 @@ def _stop():
         send(stop_shell(), "gunicorn:stop")
 
 
+# Once deploy:finish has begun nothing is switched back, so restore sends nothing: the flow's
+# last command may still release the lock.
+_restore.lock_free = True
 after("published", "gunicorn:reload")  # noqa: F405  (the health check runs next)
 after("failed", "gunicorn:restore")  # noqa: F405  (after deploy:failed has switched current back)
