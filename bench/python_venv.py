@@ -23,9 +23,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.e2e.conftest import run_fab  # noqa: E402
-from tests.e2e.sshd import Fleet, commit  # noqa: E402
-from tests.e2e.test_django import EXAMPLE, fill_wheelhouse, make_app_repo  # noqa: E402
-from tests.e2e.test_rolling import CMDLOG, WRAPPER, commands  # noqa: E402
+from tests.e2e.sshd import commit  # noqa: E402
+from tests.e2e.test_django import EXAMPLE, fill_wheelhouse, logging_fleet, make_app_repo  # noqa: E402
+from tests.e2e.test_rolling import commands  # noqa: E402
 
 FABFILE = """
 from fake.api import env
@@ -44,14 +44,11 @@ def main():
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="fake-bench-py-"))
     work.chmod(0o755)
-    (work / "log-command").write_text(WRAPPER)
-    (work / "log-command").chmod(0o755)
     wheels = fill_wheelhouse()
     names = [f"web{i}" for i in range(1, args.hosts + 1)]
-    with Fleet(args.hosts, workdir=work / "fleet", names=names, extra_config=[f"ForceCommand {work / 'log-command'}"],
-               sftp_subsystem="/usr/lib/openssh/sftp-server") as fleet:
+    with logging_fleet(work, names) as fleet:
         for host in fleet.hosts:
-            host.sh(f"touch {CMDLOG} && chown -R fake-test /srv")
+            host.sh("chown -R fake-test /srv")
         repo = make_app_repo(work / "repo")
         projects = {}
         for library in ("deploy", "python"):

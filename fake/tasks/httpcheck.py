@@ -39,7 +39,7 @@ def url_check_shell(url, limit):
         "elif command -v python3 >/dev/null 2>&1; then fake_tool=python3",
         "else echo \"no curl, wget or python3 on the host to fetch $fake_url\" >&2; exit 127; fi",
         "fake_get() {",
-        f"  case $fake_tool in",
+        "  case $fake_tool in",
         f"    curl) curl -sS -o /dev/null --max-time {attempt} -w '%{{http_code}}' \"$fake_url\" 2>/dev/null ;;",
         f"    wget) wget -q -S -O /dev/null -T {attempt} --tries=1 --max-redirect=0 \"$fake_url\" 2>&1"
         " | awk '/^  HTTP\\//{c=$2} END{print c+0}' ;;",

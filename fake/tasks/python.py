@@ -24,7 +24,7 @@ from ..exceptions import ConfigError
 from ..settings import as_text, flag, text
 from ..shell import Script, join, quote, remove_if_present
 from ..state import env, registry
-from .commands import current_run, here, send, stage_task
+from .commands import current_run, send, stage_task
 from .deploy import *  # noqa: F401,F403  (the flow these steps hook into)
 from .deploy import __all__ as _deploy_all
 from .layout import cenv, release_path, releases_path, shared_path

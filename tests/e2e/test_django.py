@@ -13,6 +13,7 @@ The tests share one fleet and one deployed app, in file order: each starts
 from where the one before left the hosts.
 """
 
+import contextlib
 import hashlib
 import re
 import shutil
@@ -83,6 +84,18 @@ def make_app_repo(repo):
     return repo
 
 
+def logging_fleet(workdir, names):
+    """Hosts that log each command they run in /srv/commands.log (test_rolling's wrapper), made ready for it."""
+    wrapper = workdir / "log-command"
+    wrapper.write_text(WRAPPER)
+    wrapper.chmod(0o755)
+    fleet = Fleet(len(names), workdir=workdir / "fleet", names=names, extra_config=[f"ForceCommand {wrapper}"],
+                  sftp_subsystem="/usr/lib/openssh/sftp-server")
+    for host in fleet.hosts:
+        host.sh(f"touch {CMDLOG} && chown fake-test {CMDLOG}")
+    return fleet
+
+
 @pytest.fixture(scope="module")
 def wheelhouse():
     return fill_wheelhouse()
@@ -93,11 +106,7 @@ def site(wheelhouse):
     """Three hosts, the example app in a git repository, and its fabfile; gunicorn is stopped by the fleet's close."""
     workdir = Path(tempfile.mkdtemp(prefix="fake-django-"))
     workdir.chmod(0o755)
-    wrapper = workdir / "log-command"
-    wrapper.write_text(WRAPPER)
-    wrapper.chmod(0o755)
-    fleet = Fleet(3, workdir=workdir / "fleet", names=HOSTS, extra_config=[f"ForceCommand {wrapper}"],
-                  sftp_subsystem="/usr/lib/openssh/sftp-server")
+    fleet = logging_fleet(workdir, HOSTS)
     try:
         repo = make_app_repo(workdir / "repo")
         ports = dict(zip(HOSTS, _free_ports(3)))
@@ -198,6 +207,18 @@ class Load:
         return out
 
 
+def deploy_a_change(site, path, change, message, *fab_args, load=True):
+    """Commit ``change(text)`` to ``path`` and deploy it (under the load loop), then commit the old text back."""
+    old = (site.repo / path).read_text()
+    commit(site.repo, {path: change(old)}, message)
+    try:
+        with Load(site) if load else contextlib.nullcontext() as loop:
+            proc = site.fab(*fab_args, "deploy")
+    finally:
+        commit(site.repo, {path: old}, f"{path} as it was")
+    return proc, loop
+
+
 @pytest.fixture(scope="module")
 def deployed(site):
     marks = site.marks()
@@ -286,13 +307,8 @@ def test_the_canary_serves_the_new_revision_while_the_others_serve_the_old(deplo
 def test_an_app_that_cannot_start_is_never_served(deployed):
     site = deployed
     before = site.serving()
-    wsgi = (site.repo / "mysite/wsgi.py").read_text()
-    commit(site.repo, {"mysite/wsgi.py": wsgi + "\ndef broken(:\n"}, "a syntax error")
-    try:
-        with Load(site) as load:
-            proc = site.fab("--set", "canary=1", "deploy")
-    finally:
-        commit(site.repo, {"mysite/wsgi.py": wsgi}, "fixed")
+    proc, load = deploy_a_change(site, "mysite/wsgi.py", lambda text: text + "\ndef broken(:\n", "a syntax error",
+                                 "--set", "canary=1")
     assert proc.returncode == 1, explain(proc)
     assert "[web1]" in proc.stderr and "gunicorn" in proc.stderr, explain(proc)
     assert site.serving() == before
@@ -305,15 +321,13 @@ def test_an_app_that_cannot_start_is_never_served(deployed):
 def test_a_health_check_that_fails_after_the_reload_puts_the_old_code_back(deployed):
     site = deployed
     before = site.serving()
-    views = (site.repo / "pages/views.py").read_text()
-    broken = views.replace('return HttpResponse("ok\\n"', 'return HttpResponse("sick\\n", status=503) or HttpResponse("ok\\n"')
-    assert broken != views
-    commit(site.repo, {"pages/views.py": broken}, "a health page that fails")
-    try:
-        with Load(site) as load:
-            proc = site.fab("--set", "canary=1,healthcheck_timeout=3", "deploy")
-    finally:
-        commit(site.repo, {"pages/views.py": views}, "healthy again")
+
+    def sick(views):
+        assert 'return HttpResponse("ok\\n"' in views
+        return views.replace('return HttpResponse("ok\\n"', 'return HttpResponse("sick\\n", status=503) or HttpResponse("ok\\n"')
+
+    proc, load = deploy_a_change(site, "pages/views.py", sick, "a health page that fails",
+                                 "--set", "canary=1,healthcheck_timeout=3")
     assert proc.returncode == 1, explain(proc)
     assert "did not answer 2xx" in proc.stderr and "503" in proc.stderr, explain(proc)
     assert site.serving() == before
@@ -328,12 +342,8 @@ def test_a_health_check_that_fails_after_the_reload_puts_the_old_code_back(deplo
 def test_a_failing_pip_install_fails_before_anything_is_live(deployed):
     site = deployed
     before = {h.name: (h.sh(f"readlink {APP}/current"), h.sh(f"ls {APP}/shared/venvs")) for h in site.fleet.hosts}
-    reqs = (site.repo / "requirements.txt").read_text()
-    commit(site.repo, {"requirements.txt": reqs + "no-such-package-fake-test==1.0\n"}, "a requirement that does not exist")
-    try:
-        proc = site.fab("deploy")
-    finally:
-        commit(site.repo, {"requirements.txt": reqs}, "requirements fixed")
+    proc, _ = deploy_a_change(site, "requirements.txt", lambda text: text + "no-such-package-fake-test==1.0\n",
+                              "a requirement that does not exist", load=False)
     assert proc.returncode == 1, explain(proc)
     named = re.search(r"\[([^\]]*)\] python:venv build: pip install exited 1", proc.stderr)
     assert named and sorted(named.group(1).split(", ")) == HOSTS, explain(proc)

@@ -186,3 +186,15 @@ def test_the_url_check_says_when_the_host_has_no_tool(tmp_path):
     proc = subprocess.run(["/bin/sh", "-c", url_check_shell("http://127.0.0.1:9/", 1)], capture_output=True,
                           text=True, env={"PATH": _path_with(tmp_path)}, timeout=30)
     assert proc.returncode == 127 and "no curl, wget or python3" in proc.stderr
+
+
+def test_pyproject_dependencies_become_requirement_lines(tmp_path):
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "app"\ndependencies = ["Django>=5.2", "gunicorn==23.0.0"]\n')
+    out = subprocess.run([sys.executable, "-c", python._PYPROJECT_SCRIPT, "pyproject.toml"], cwd=tmp_path,
+                         capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["Django>=5.2", "gunicorn==23.0.0"]
+
+
+def test_a_pyproject_is_installed_through_its_dependencies(host):
+    script = parses(python._build_script("abc", ["pyproject.toml"], []))
+    assert "tomllib" in script and "-r /srv/app/shared/venvs/abc/.fake-requirements-0.txt" in script
