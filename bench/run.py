@@ -44,9 +44,10 @@ SFTP_SERVER = "/usr/lib/openssh/sftp-server"
 CHILD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 RUN_TIMEOUT = 600
 PROXY_NICE = -10
-TOOLS = ("fake", "capistrano", "floor")
+TOOLS = ("fake", "before", "capistrano", "floor")
 COMPARED = ("fake", "capistrano")  # the main table; "floor" is context for the scaling target
-LABEL = {"fake": "Fake", "capistrano": "Capistrano", "floor": "Fake floor"}
+LABEL = {"fake": "Fake", "before": "Fake before", "capistrano": "Capistrano", "floor": "Fake floor"}
+BEFORE_FAB = None  # --before-fab: the fab of another Fake checkout, measured in the same run as "before"
 
 # Runs as the login user for every SSH command: one log record, then the command.
 # The wrapper is measurement, not deployment, so it is made as cheap as it can
@@ -239,13 +240,21 @@ class CapTool(Tool):
         return ["cap", self.stage, {"deploy": "deploy", "rollback": "deploy:rollback"}[action]]
 
 
+class BeforeTool(FakeTool):
+    """Fake from another checkout (``--before-fab``): before and after a change, in one run."""
+    name = "before"
+
+    def argv(self, action):
+        return [BEFORE_FAB, *super().argv(action)[1:]]
+
+
 class FloorTool(FakeTool):
     """Fake with a strategy that does no work: what the rest of a deploy costs here."""
     name = "floor"
     template = "floor.py.tmpl"
 
 
-TOOL_CLASSES = {"fake": FakeTool, "capistrano": CapTool, "floor": FloorTool}
+TOOL_CLASSES = {"fake": FakeTool, "before": BeforeTool, "capistrano": CapTool, "floor": FloorTool}
 
 
 # -- hosts --------------------------------------------------------------------------
@@ -568,6 +577,28 @@ def detail_table(cells, tools):
     return "\n".join(rows)
 
 
+def per_host_table(cells, tools):
+    """What each host costs the controller: CPU and memory per host, and launch to first command."""
+    rows = ["| hosts | D ms | tool | deploy s | controller CPU s | CPU/host ms | peak MB | MB/host"
+            " | launch to 1st remote cmd s | last remote cmd s | conns/host |",
+            "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for cell in cells:
+        n = cell["hosts"]
+        for t in tools:
+            s = cell["tools"].get(t)
+            if not s or s.get("deploy_median_s") is None or s.get("deploy_cpu_median_s") is None:
+                continue
+
+            def num(key, scale=1.0, fmt="{:.2f}"):
+                return fmt.format(s[key] * scale) if s.get(key) is not None else "–"
+
+            rows.append(f"| {n} | {cell['delay_ms']} | {LABEL[t]} | {fmt_time(s['deploy_median_s'], s['deploy_ok'])} | "
+                        f"{num('deploy_cpu_median_s')} | {num('deploy_cpu_median_s', 1000 / n, '{:.1f}')} | "
+                        f"{s['peak_mb']:.0f} | {s['peak_mb'] / n:.2f} | {num('deploy_first_cmd_median_s')} | "
+                        f"{num('deploy_last_cmd_median_s')} | {fmt_conns(s)} |")
+    return "\n".join(rows)
+
+
 def targets(cells):
     """The goals for Fake, each as (ok or None when not measured, text)."""
     by = {(c["hosts"], c["delay_ms"]): c["tools"] for c in cells}
@@ -665,6 +696,9 @@ def machine(tools):
         "fab": str(fab),
         "fake_checkout": _out(["git", "-C", str(ROOT), "describe", "--always", "--dirty"]),
     }
+    if BEFORE_FAB is not None:
+        info["before_fab"] = str(BEFORE_FAB)
+        info["before_version"] = _out([BEFORE_FAB, "--version"]).split("\n")[0]
     if len(versions) > 1 and len(versions[1].split()) == 4:
         info.update(zip(("fake", "fabric", "paramiko", "invoke"), versions[1].split()))
     if "capistrano" in tools:
@@ -680,6 +714,8 @@ def machine_lines(info):
            f"{info['openssh']}, git {info['git']}",
            f"- Fake {info.get('fake', '?')}, Fabric {info.get('fabric', '?')}, Paramiko {info.get('paramiko', '?')}, "
            f"Invoke {info.get('invoke', '?')}, Python {info['python']} ({info['fab']}; checkout {info['fake_checkout']})"]
+    if "before_fab" in info:
+        out.append(f"- Fake before: {info['before_fab']} ({info['before_version']})")
     if "capistrano" in info:
         out.append(f"- Capistrano {info['capistrano']}, Ruby {info['ruby']}, net-ssh {info['ruby-net-ssh']}, "
                    f"sshkit {info['ruby-sshkit']}, airbrussh {info['ruby-airbrussh']} (Debian packages)")
@@ -725,7 +761,10 @@ def main(argv=None):
     parser.add_argument("--delays", type=int_list, default=[0, 25], help="one-way delays in ms (default 0,25)")
     parser.add_argument("--runs", type=int, default=3, help="timed deploys per cell and tool (default 3)")
     parser.add_argument("--tools", default="fake,capistrano,floor",
-                        help="fake,capistrano,floor (default all; floor is Fake with no git work)")
+                        help="fake,before,capistrano,floor (default fake,capistrano,floor; floor is Fake with"
+                             " no git work, before is --before-fab)")
+    parser.add_argument("--before-fab", type=Path,
+                        help="with --tools before: the fab of another Fake install (e.g. the last release)")
     parser.add_argument("--quick", action="store_true", help="hosts 1,5, delays 0,25, 2 runs")
     parser.add_argument("--out", type=Path, default=BENCH / "results", help="results directory")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, fleets' files)")
@@ -742,6 +781,11 @@ def main(argv=None):
     tools = [t for t in TOOLS if t in tools]  # always fake first, then cap, then the floor
     if args.runs < 1:
         parser.error("--runs must be >= 1")
+    if "before" in tools:
+        if not args.before_fab or not args.before_fab.exists():
+            parser.error("--tools before needs --before-fab PATH to an existing fab")
+        global BEFORE_FAB
+        BEFORE_FAB = args.before_fab.resolve()
     if os.geteuid() != 0:
         sys.exit("bench/run.py needs root: it starts sshd hosts in their own mount namespaces")
     if "capistrano" in tools and not ensure_capistrano():
@@ -791,6 +835,9 @@ def main(argv=None):
     md += [table(cells, tools), ""]
     md += ["Medians over the timed deploys; times from the tool's start; machine CPU is every process's"
            " (tool, hosts, proxy) while the tool ran:", "", detail_table(cells, tools), ""]
+    md += ["Per host: the tool's own CPU (user + system) and peak RSS divided by the hosts, and when the"
+           " first and the last remote command started, from the tool's launch:", "",
+           per_host_table(cells, tools), ""]
     if delay_checks:
         md += ["Delay check (`ssh true`, median of 3): " + "; ".join(
             f"D={c['delay_ms']}: {c['ssh_true_direct_ms']:.0f} ms direct, {c['ssh_true_proxied_ms']:.0f} ms proxied"

@@ -5,9 +5,11 @@
 """
 
 import os
+import platform
 
-from fake.api import cd, env, run, task
+from fake.api import call, cd, env, run, task
 from fake.tasks.deploy import *  # noqa: F401,F403  (the flow, its stages, before/after)
+from fake.tasks.checks import *  # noqa: F401,F403  (preflight checks, on when a check_* setting is set)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -29,6 +31,9 @@ env.roledefs = {
         "repo_url": os.path.dirname(HERE),  # this checkout; its default branch
         "branch": None,
         "restart_command": "echo restarting the app in $PWD",
+        # Checked on the host, in Python, before anything changes (fake.tasks.checks).
+        "check_disk_free": "10M",
+        "check_python": "3.6",
     },
 }
 
@@ -55,3 +60,18 @@ def show():
     """Show the deploy tree: current, the releases, the revision log."""
     with cd(deploy_path()):  # noqa: F405
         run("ls -l current releases shared && cat revisions.log")
+
+
+def release_count(path):
+    """Runs on the host, in its Python: how many releases are there."""
+    try:
+        return len(os.listdir(os.path.join(path, "releases")))
+    except FileNotFoundError:
+        return 0
+
+
+@task
+def facts():
+    """Ask each host's Python for its name, version and release count."""
+    print(env.host, call(platform.node), call(platform.python_version),
+          call(release_count, deploy_path()), "releases")  # noqa: F405

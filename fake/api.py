@@ -10,11 +10,13 @@ from .exceptions import (
     HostCommandError,
     HostError,
     MissingSetting,
+    RemoteError,
     StepFailed,
 )
 from .operations import cd, get, local, put, run, sudo, test
 from .registry import primary, roles, runs_once
 from .engine import execute
+from .pyhost import call
 from .state import env, registry
 
 __all__ = [
@@ -34,6 +36,7 @@ __all__ = [
     "get",
     "cd",
     "test",
+    "call",
     "settings",
     "CallableEnv",
     "FakeError",
@@ -41,6 +44,7 @@ __all__ = [
     "MissingSetting",
     "HostError",
     "HostCommandError",
+    "RemoteError",
     "StepFailed",
 ]
 

@@ -12,6 +12,7 @@
     │   ├── ConnectError           could not open or keep the SSH connection
     │   ├── HostBusy               another run holds the host (its deploy lock); waiting may help
     │   ├── HostCommandError       a command exited non-zero
+    │   ├── RemoteError            a function run by call() raised on the host
     │   └── TaskFailed             a task raised something that is not a FakeError
     ├── StepFailed                 a task failed on some hosts; one line per host
     └── Interrupted                Ctrl-C or SIGTERM (exit 130 / 143)
@@ -32,6 +33,7 @@ __all__ = [
     "ConnectError",
     "HostBusy",
     "HostCommandError",
+    "RemoteError",
     "TaskFailed",
     "StepFailed",
     "RolloutStopped",
@@ -120,6 +122,18 @@ class HostCommandError(HostError):
         if tail:
             msg += f": {tail}"
         super().__init__(host, msg)
+
+
+class RemoteError(HostError):
+    """``fn`` raised on the host during ``call(fn)``: its type and message, its traceback for --debug."""
+
+    def __init__(self, host, function, exc_type, message, traceback=""):
+        self.function = function
+        self.exc_type = exc_type
+        self.message = message
+        self.traceback = traceback
+        detail = f"{exc_type}: {message}" if message else exc_type
+        super().__init__(host, f"call({function}) raised {detail}")
 
 
 class TaskFailed(HostError):

@@ -13,6 +13,8 @@ import threading
 import time
 from contextvars import ContextVar
 
+from .progress import StageProgress, counted
+
 __all__ = ["Console", "Transcript", "console", "use_console", "QUIET", "NORMAL", "VERBOSE"]
 
 QUIET, NORMAL, VERBOSE = -1, 0, 1
@@ -63,6 +65,9 @@ class Console:
         self.secrets = []
         self._lock = threading.RLock()
         self._spinner = None
+        self.compact = 0  # the run's hosts, when there are enough for a progress line per stage; 0: off
+        self._progress = None  # the stage's StageProgress while one runs in compact mode
+        self._last_progress = None  # the last stage's, for its closing line
 
     # -- masking --------------------------------------------------------
     def add_secret(self, value):
@@ -99,6 +104,8 @@ class Console:
             stream.flush()
 
     def host_lines(self, host, lines, err=False, level=NORMAL, log=True):
+        if self._progress is not None and level == NORMAL:
+            level = VERBOSE  # at scale a stage's host lines go to the log (and -v) only
         prefix = self.paint(f"[{host}]", "cyan")
         self.write("".join(f"{prefix} {line}\n" for line in lines), err=err, level=level, log=log)
 
@@ -106,14 +113,30 @@ class Console:
         self.write(self.paint(text, "bold"))
 
     def stage(self, name, seconds):
+        progress = self._last_progress if self.compact else None
+        if progress is not None and progress.label == name:
+            name = progress.text()
         self.write(f"{self.paint('✔' if self.tty else '*', 'green')} {name} ({seconds:.2f}s)")
+
+    def counting(self, fn):
+        """``fn`` that counts each host's end in the running stage's progress line (compact mode)."""
+        progress = self._progress
+        if progress is None:
+            return fn
+        progress.begin_call()
+        return counted(progress, fn)
 
     def fail(self, text):
         self.write(self.paint(text, "red"), err=True, level=QUIET)
 
     # -- spinner (a terminal only) ----------------------------------------------
     def spin(self, label):
-        """A context manager showing ``label`` with elapsed time while it runs."""
+        """A context manager showing ``label`` with elapsed time while it runs.
+
+        At scale (``compact`` set) it is the stage's progress line instead.
+        """
+        if self.compact and self.level == NORMAL:
+            return _ProgressLine(self, StageProgress(label, self.compact))
         return _Spinner(self, label) if self.tty and self.level >= NORMAL else _NoSpinner()
 
     def _clear_spinner(self, stream):
@@ -131,6 +154,31 @@ class _NoSpinner:
         return self
 
     def __exit__(self, *exc):
+        return False
+
+
+class _ProgressLine:
+    """A stage at scale: counts hosts, redraws on a terminal, one line if the stage fails."""
+
+    def __init__(self, console, progress):
+        self.console = console
+        self.progress = progress
+        self.spinner = _Spinner(console, progress.text) if console.tty else None
+
+    def __enter__(self):
+        self.console._progress = self.console._last_progress = self.progress
+        if self.spinner is not None:
+            self.spinner.__enter__()
+        return self
+
+    def __exit__(self, exc_type, *exc):
+        self.console._progress = None
+        if self.spinner is not None:
+            self.spinner.__exit__(exc_type, *exc)
+        if exc_type is not None:  # the stage stopped: say how far it got (its errors follow)
+            seconds = time.monotonic() - self.progress.started
+            self.console.write(f"{self.console.paint('✗' if self.console.tty else '!', 'red')} "
+                               f"{self.progress.text(seconds)}")
         return False
 
 
@@ -155,7 +203,8 @@ class _Spinner:
         while not self.done.wait(0.1):
             with self.console._lock:
                 frame = self.FRAMES[i % len(self.FRAMES)]
-                out.write(f"\r\033[K{frame} {self.label} {time.monotonic() - self.started:.1f}s")
+                label = self.label() if callable(self.label) else self.label
+                out.write(f"\r\033[K{frame} {label} {time.monotonic() - self.started:.1f}s")
                 out.flush()
             i += 1
 

@@ -60,7 +60,8 @@ def role_hosts(roledefs, name):
     if not isinstance(hosts, (list, tuple)):
         raise RoleError(f"env.roledefs[{name!r}] must be {SHAPE}; got {type(hosts).__name__}")
     for host in hosts:
-        if not isinstance(host, str) or not host.strip() or any(ch.isspace() for ch in host.strip()):
+        # split(): one word, no blank inside (cheaper than a test per character at 500 hosts)
+        if not isinstance(host, str) or len(host.split()) != 1:
             raise RoleError(f"role {name!r} has a bad host entry {host!r}: want 'name', 'user@name' or 'name:port'")
     if not hosts:
         raise RoleError(f"role {name!r} has no hosts")

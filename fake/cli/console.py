@@ -5,6 +5,8 @@ import sys
 
 from ..env import CallableEnv
 from ..output import NORMAL, QUIET, VERBOSE, Console, Transcript, use_console
+from ..progress import COMPACT_ABOVE
+from ..settings import number
 
 __all__ = ["setup_console"]
 
@@ -17,6 +19,9 @@ def setup_console(args, env, config, run, fabfile_dir):
     if log_file and not os.path.isabs(str(log_file)):
         log_file = os.path.join(fabfile_dir or ".", str(log_file))  # relative to the fabfile
     out = use_console(Console(level=level))
+    above = number(CallableEnv(env), "compact_above", minimum=0, whole=True, default=COMPACT_ABOVE)
+    if level == NORMAL and len(run.hosts) > above:
+        out.compact = len(run.hosts)  # a progress line per stage; host lines under -v and in the log
     for value in _secrets(env, config, run):
         out.add_secret(value)
     if log_file:

@@ -11,11 +11,14 @@ selected host before the next starts.
 
 import invoke
 
+from .. import hostselect
 from .. import roles as rolelib
 from .. import state
 from ..engine import Run
+from ..engine.limits import calm_gc
 from ..exceptions import ConfigError
 from ..registry import Call, Task
+from .strategy import merge_free, strategy_of
 
 __all__ = ["Executor", "HostsCall", "parse_set"]
 
@@ -44,6 +47,19 @@ def parse_set(text):
         if not key.isidentifier():
             raise ConfigError(f"--set: {key!r} is not a valid setting name (in {entry!r})")
         values[key] = value if sep else True
+    return values
+
+
+def _flag_settings(args):
+    """The settings that flags stand for (``--connect-limit``, ``-G``), when given."""
+    values = {}
+    limit = args["connect-limit"].value
+    if limit is not None:
+        if limit < 1:
+            raise ConfigError(f"--connect-limit wants a number of connections >= 1, got {limit}")
+        values["connect_limit"] = limit
+    if args.gateway.value:
+        values["gateway"] = args.gateway.value
     return values
 
 
@@ -104,17 +120,20 @@ class Executor(invoke.Executor):
     """Roles and host selection, then Invoke's pipeline over :class:`HostsCall` steps."""
 
     run = None
+    strategy = "linear"
 
     def execute(self, *tasks):
         args = self.core[0].args
         env = state.env
-        env.set_overrides(parse_set(args["set"].value))
+        env.set_overrides(dict(parse_set(args["set"].value), **_flag_settings(args)))
         cli_hosts, cli_roles = args.hosts.value, args.roles.value
         selected_roles = rolelib.split_names(cli_roles if cli_hosts or cli_roles else env.get("roles"))
         host_source = cli_hosts if cli_hosts or cli_roles else env.get("hosts")
-        hosts = rolelib.resolve(host_source, selected_roles, env.get("roledefs") or {})
+        hosts = hostselect.select(host_source, selected_roles, env.get("roledefs") or {},
+                                  exclude=args["exclude-hosts"].value)
         env.update(roles=selected_roles, effective_roles=selected_roles, all_hosts=hosts)
         parallel = args.parallel.value
+        self.strategy = strategy_of(args.strategy.value)
         if parallel is not None and parallel < 1:
             raise ConfigError(f"-P/--parallel wants a number of hosts >= 1, got {parallel}")
         self.run = Run(env, state.registry, self.config, hosts=hosts, roles=selected_roles,
@@ -126,6 +145,7 @@ class Executor(invoke.Executor):
         from .console import setup_console  # the console needs the run's hosts for its secrets
 
         setup_console(args, env, self.config, self.run, self.collection.loaded_from)
+        calm_gc()
         with self.run:
             return super().execute(*tasks)
 
@@ -148,6 +168,8 @@ class Executor(invoke.Executor):
             steps.extend(self.expand_calls(call.post, apply_hosts=False))
         if apply_hosts and self.core.remainder:
             steps.append(self._step(self._remainder(), hosts))
+        if apply_hosts and self.strategy == "free":
+            steps = merge_free(self, steps)
         return steps
 
     def _step(self, call, hosts, origin=None):

@@ -43,7 +43,15 @@ class Fab(fabric.main.Fab):
             Argument(names=("R", "roles"),
                      help="Comma-separated role(s) from env.roledefs to run against."),
             Argument(names=("P", "parallel"), kind=int,
-                     help="Run on at most this many hosts at once (default: all, up to 64)."),
+                     help="Run on at most this many hosts at once (default: all, as far as "
+                          "the open-files limit allows)."),
+            Argument(names=("x", "exclude-hosts"),
+                     help="Comma-separated host(s) to leave out; each may be a shell-style pattern."),
+            Argument(names=("connect-limit",), kind=int,
+                     help="Start at most this many SSH connections at once (default 30)."),
+            Argument(names=("G", "gateway"),
+                     help="Reach hosts without a ProxyJump through this bastion ([user@]host[:port]), "
+                          "one connection for all of them."),
             Argument(names=("set",),
                      help="Set env values, KEY=VALUE[,KEY=VALUE...]; wins over the fabfile."),
             Argument(names=("v", "verbose"), kind=bool,
@@ -55,6 +63,9 @@ class Fab(fabric.main.Fab):
                      help="Wait up to this many seconds for another run's deploy lock instead of failing."),
             Argument(names=("take-lock",), kind=bool,
                      help="Take over a deploy lock whose run is gone (same machine, its pid not running)."),
+            Argument(names=("strategy",),
+                     help="linear (default): each task on every host before the next; "
+                          "free: each host runs its own tasks in order without waiting (not flows)."),
             Argument(names=("tree",), help="Print a task or flow with its hooks, and exit."),
             Argument(names=("report",), help="Write a JSON report of the run to this file."),
         ]

@@ -14,7 +14,9 @@ def outcome_text(outcome):
 
 
 def summary_table(report):
-    """host, outcome, release, commit, time: one row per host."""
+    """host, outcome, release, commit, time: one row per host (grouped by outcome at scale)."""
+    if console().compact:
+        return grouped_summary(report)
     rows = [("host", "outcome", "release", "commit", "time")]
     for host in report.hosts:
         outcome = report.outcome.get(host)
@@ -27,6 +29,36 @@ def summary_table(report):
     for host in report.hosts:
         for note in report.notes.get(host, []):
             lines.append(f"{host}: {note}")
+    return "\n".join(lines)
+
+
+def grouped_summary(report):
+    """One row per outcome, release and commit, with how many hosts and their times.
+
+    At 200 hosts a row per host hides the three that differ; the JSON
+    report (``--report``) keeps every host's row.
+    """
+    groups = {}
+    for host in report.hosts:
+        outcome = outcome_text(report.outcome.get(host)).replace("failed", "FAILED")
+        info = report.info.get(host, {})
+        key = (outcome, info.get("release") or "-", (info.get("commit") or "-")[:12])
+        groups.setdefault(key, []).append(host)
+    rows = [("outcome", "hosts", "release", "commit", "time (median, max)")]
+    named = []
+    for (outcome, release, commit), hosts in sorted(groups.items(), key=lambda kv: (kv[0][0] != "ok", kv[0])):
+        times = sorted(sum(report.timings.get(h, {}).values()) for h in hosts)
+        rows.append((outcome, str(len(hosts)), release, commit, f"{times[len(times) // 2]:.2f}s, {times[-1]:.2f}s"))
+        if outcome != "ok":
+            named.append(f"{outcome}: {', '.join(hosts)}")
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines += named
+    notes = {}
+    for host in report.hosts:
+        for note in report.notes.get(host, []):
+            notes.setdefault(note, []).append(host)
+    lines += [f"{', '.join(hosts)}: {note}" for note, hosts in notes.items()]
     return "\n".join(lines)
 
 

@@ -3,6 +3,5 @@
 from .execute import execute
 from .flowstate import FlowState, current_flow
 from .run import Run, current_run
-from .scheduler import MAX_PARALLEL
 
-__all__ = ["Run", "execute", "current_run", "current_flow", "FlowState", "MAX_PARALLEL"]
+__all__ = ["Run", "execute", "current_run", "current_flow", "FlowState"]

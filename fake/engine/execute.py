@@ -5,28 +5,30 @@ import fabric
 from .. import roles as rolelib
 from ..env import call_connection, current_scope, overlay_roles
 from ..registry import FlowCall
+from .results import collect, collect_inline
 from .run import Run, current_run
 
 __all__ = ["execute"]
 
 
-def execute(task, *args, hosts=None, roles=None, **kwargs):
+def execute(task, *args, hosts=None, roles=None, warn_only=False, **kwargs):
     """Run a task with its hooks; return ``{host: result}``.
 
     With no hosts or roles it runs on the current host (inside a task) or on
     the invocation's selected hosts; names are looked up now, so a fabfile
-    task with a library task's name replaces it.
+    task with a library task's name replaces it. ``warn_only=True`` collects
+    failures instead of raising: a :class:`~.results.HostResults`.
     """
     from .. import state
 
     run = current_run()
     if run is None:
         with Run(state.env, state.registry, fabric.Config()) as own:
-            return _execute(own, task, args, hosts, roles, kwargs)
-    return _execute(run, task, args, hosts, roles, kwargs)
+            return _execute(own, task, args, hosts, roles, kwargs, warn_only)
+    return _execute(run, task, args, hosts, roles, kwargs, warn_only)
 
 
-def _execute(run, task, args, hosts, roles, kwargs):
+def _execute(run, task, args, hosts, roles, kwargs, warn_only=False):
     calls = run.registry.expand(task, kwargs)
     if args:
         main = next(c for c in calls if c.via is None)
@@ -35,6 +37,8 @@ def _execute(run, task, args, hosts, roles, kwargs):
     scope = current_scope()
     if hosts is None and roles is None:
         if scope is not None and scope.host:
+            if warn_only:
+                return collect_inline(lambda: _inline(run, calls, scope), scope.host)
             return _inline(run, calls, scope)
         targets = run.hosts
     else:
@@ -44,6 +48,8 @@ def _execute(run, task, args, hosts, roles, kwargs):
     for call in calls:
         call.inherited_roles = inherited
         call.roles = rolelib.split_names(roles) if roles else []
+    if warn_only:
+        return collect(run, calls, targets)
     return run.run_calls(calls, targets)
 
 

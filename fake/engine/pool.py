@@ -8,6 +8,10 @@ The login (user, port, key, agent forwarding) is read in the host's scope,
 so a call whose roles (``@roles``, ``execute(roles=)``) name another user
 or port gets a connection with those, even on a host already connected
 for its ``-R`` roles. Most runs have one login per host: one connection.
+
+At most ``connect_limit`` connections are starting at any moment (see
+:mod:`.limits`), and hosts behind a bastion share one connection to it
+(:mod:`fake.transport.bastion`), which the pool closes last.
 """
 
 import threading
@@ -15,8 +19,11 @@ import time
 
 from ..env import CallableEnv
 from ..exceptions import ConnectError
-from ..settings import flag, number
-from ..transport.ssh import open_target
+from ..settings import flag, number, text
+from ..transport.bastion import Bastions
+from ..transport.ssh import check_host_keys, describe_connect_error, open_target, tune_transport
+from ..transport.sshconfig import cache_ssh_config
+from .limits import connect_slots
 from .scope import split_host
 
 __all__ = ["Pool"]
@@ -30,6 +37,11 @@ class Pool:
         self._lock = threading.Lock()
         self._opening = {}  # (host, login) -> lock: one handshake per login, however many threads ask
         self._lost = {}  # (host, login) -> the error of a dropped connection that did not come back
+        if config is not None:
+            cache_ssh_config(config)
+        self.bastions = Bastions(config, prepare=check_host_keys, describe=describe_connect_error,
+                                 tune=tune_transport)
+        self._starting = connect_slots(env)
 
     def login(self, host):
         """The connection settings for ``host`` as the running code sees them (callables too)."""
@@ -41,6 +53,7 @@ class Pool:
             None if port else number(settings, "port", minimum=1, whole=True),
             tuple(key) if isinstance(key, (list, tuple)) else key,
             flag(settings, "forward_agent", default=None),
+            text(settings, "gateway"),
         )
 
     def connect(self, host, scope=None):
@@ -59,16 +72,18 @@ class Pool:
             if key in self._lost:
                 raise self._lost[key]  # tried for connect_timeout already: later steps fail at once
             # None, or it dropped (a reset, a restarted sshd): the clean-up needs a new one
-            user, port, key_filename, forward_agent = login
+            user, port, key_filename, forward_agent, gateway = login
             timeout = number(CallableEnv(self.env), "connect_timeout", minimum=1)
             give_up = time.monotonic() + (timeout or 10)
             while True:
                 try:
-                    conn = open_target(
-                        host, self.config, user=user, port=port,
-                        key_filename=list(key_filename) if isinstance(key_filename, tuple) else key_filename,
-                        forward_agent=forward_agent, connect_timeout=timeout,
-                    )
+                    with self._starting:
+                        conn = open_target(
+                            host, self.config, user=user, port=port,
+                            key_filename=list(key_filename) if isinstance(key_filename, tuple) else key_filename,
+                            forward_agent=forward_agent, connect_timeout=timeout,
+                            bastions=self.bastions, gateway=gateway,
+                        )
                     break
                 except ConnectError as e:
                     # A host that was reached and dropped (sshd restarting, a reset) gets
@@ -101,6 +116,7 @@ class Pool:
             conns, self._connections = list(self._connections.values()), {}
         for conn in conns:
             _close(conn)
+        self.bastions.close()  # after the hosts whose traffic runs through them
 
 
 def _alive(conn):

@@ -101,11 +101,16 @@ class Rollout:
             return self._too_many(self.failed)
         return None
 
-    def refuse(self, error, batch=None):
-        """Why ``error``'s hosts may not be dropped (the flow stops), or None to drop them."""
+    def refuse(self, error, batch=None, waiting=False):
+        """Why ``error``'s hosts may not be dropped (the flow stops), or None to drop them.
+
+        A host another run holds is dropped like any failed host, unless
+        the run waits for locks (``--lock-wait``): then the flow tries again.
+        """
         if not isinstance(error, StepFailed) or not error.failures or None in error.failures:
             return "not droppable"
-        if any(isinstance(e, (HostBusy, Interrupted)) for e in error.failures.values()):
+        kinds = (Interrupted, HostBusy) if waiting else (Interrupted,)
+        if any(isinstance(e, kinds) for e in error.failures.values()):
             return "not droppable"
         if batch is not None and batch == 1 and self.canary:
             return f"the canary batch ({' '.join(self.batches[0])}) failed: no other host goes live"

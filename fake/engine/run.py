@@ -210,6 +210,7 @@ class Run:
     def on_hosts(self, label, hosts, fn, mark_ok=True):
         """fn(host) on each host in parallel; failures end the step as one StepFailed."""
         sched = self.scheduler
+        fn = console().counting(fn)  # the stage's progress line, at scale
         results, failures, skipped = sched.map(hosts, fn, prepare=self.carry(), on_abort=self.aborting)
         self.report.settle(results if mark_ok else (), failures, skipped, sched.interrupted)
         if failures:

@@ -10,10 +10,9 @@ import threading
 from collections import deque
 
 from ..exceptions import Interrupted
+from .limits import default_width
 
-__all__ = ["Scheduler", "MAX_PARALLEL"]
-
-MAX_PARALLEL = 64
+__all__ = ["Scheduler"]
 
 
 class Scheduler:
@@ -45,7 +44,9 @@ class Scheduler:
         results, failures, skipped = {}, {}, []
         if not hosts:
             return results, failures, skipped
-        width = max(1, min(self.width or MAX_PARALLEL, MAX_PARALLEL, len(hosts)))
+        if self.width is None:
+            self.width = default_width()  # what the file-descriptor limit allows (-P not given)
+        width = max(1, min(self.width, len(hosts)))
         queue = deque(hosts)
         lock = threading.Lock()
         left = [len(hosts)]

@@ -32,8 +32,16 @@ class Steps:
         for stage in before:
             self.stage(*stage)
         if window:
-            for k, batch in enumerate(rollout.batches, 1):
-                self.batch(k, batch, window)
+            k = 1
+            try:
+                for k, batch in enumerate(rollout.batches, 1):
+                    self.batch(k, batch, window)
+            except KeyboardInterrupt as e:  # between steps, or in batch_wait (a step handles its own)
+                signame = getattr(e, "signame", "SIGINT")
+                self.run.scheduler.interrupted = signame
+                self.run.say(f"interrupted ({signame}) at batch {k}/{len(rollout.batches)}: "
+                             "no further batch goes live", err=True)
+                raise Interrupted(signame) from None
         for stage in after:
             self.stage(*stage)
 
@@ -67,17 +75,7 @@ class Steps:
             line += f"; {' '.join(lost)} failed, within max_fail={rollout.budget}"
         console().write(f"{line} ({time.monotonic() - started:.1f}s)")
         if k < len(rollout.batches) and rollout.wait:
-            self.pause(rollout.wait, k)
-
-    def pause(self, seconds, k):
-        """``batch_wait``: a Ctrl-C here stops before the next batch; the clean-up reverts."""
-        try:
-            time.sleep(seconds)
-        except KeyboardInterrupt as e:
-            signame = getattr(e, "signame", "SIGINT")
-            self.run.scheduler.interrupted = signame
-            self.run.say(f"interrupted ({signame}) after batch {k}: no further batch goes live", err=True)
-            raise Interrupted(signame) from None
+            time.sleep(rollout.wait)  # a Ctrl-C here stops before the next batch; the clean-up reverts
 
     def step(self, call, hosts, batch=None):
         flow, run = self.flow, self.run
@@ -88,13 +86,14 @@ class Steps:
             run.run_calls([call], targets)
         except StepFailed as e:
             rollout = flow.rollout
-            why = rollout.refuse(e, batch) if rollout.active else "inactive"
+            why = rollout.refuse(e, batch, waiting=bool(run.lock_wait)) if rollout.active else "inactive"
             if why is None and getattr(call.task, "primary", None):
                 why = f"{call.name} (@primary) runs once per {flow.name}: its failure fails the {flow.name}"
             if why is None:
                 self.drop(e, call.name)
                 return
-            raise RolloutStopped(e, why) if rollout.active and why != "not droppable" else e
+            plain = why in ("inactive", "not droppable") or (rollout.budget == 0 and batch is None)
+            raise e if plain else RolloutStopped(e, why)  # no budget and no batch: said as always
 
     def drop(self, error, step):
         """Hosts that failed within the budget leave the flow, each put back by its clean-up now."""

@@ -98,13 +98,25 @@ class Strategy:
         """Read-only shell; print ``scm-...`` lines, set ``problems=1`` if the host cannot deploy."""
         return ""
 
+    def probe_locked(self, repo_url, branch, repo_path):
+        """Shell run by a deploy's probe once it holds the lock, instead of ``probe``; None: use ``probe``.
+
+        It may change the host's cache of the repository (``git`` fetches
+        into its mirror here, so a deploy reaches the repository once); it
+        runs only while the deploy lock is this run's, and never in a dry run.
+        """
+        return None
+
     def resolve(self, lines, branch, prepared=None):
         """Resolved(revision, ref, error) from this host's probe lines."""
         raise NotImplementedError
 
     def create_release(self, script, repo_url, repo_path, release_path, revision, mirror_present,
-                       prepared=None, target=None):
-        """Add the steps that fill ``release_path`` to the update Script."""
+                       prepared=None, target=None, fetched=False):
+        """Add the steps that fill ``release_path`` to the update Script.
+
+        ``fetched``: ``probe_locked`` already brought the host's cache up to date.
+        """
         raise NotImplementedError
 
     def revision(self, resolved):

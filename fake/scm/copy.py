@@ -178,7 +178,7 @@ class Copy(Strategy):
         return Resolved(prepared.revision, prepared.ref, None)
 
     def create_release(self, script, repo_url, repo_path, release_path, revision, mirror_present,
-                       prepared=None, target=None):
+                       prepared=None, target=None, fetched=False):
         """Receive the archive on the update command's stdin, check it, unpack it, remove it."""
         built = prepared.built
         remote = upload_path(target.deploy_path, target.release_name)

@@ -15,6 +15,7 @@ from ..exceptions import ConfigError
 from ..shell import block, join, quote
 from ..state import env
 from .base import FETCH_DONE, HOUSEKEEPING_FAILED, Resolved, Strategy, once_per_deploy
+from .gitfetch import fetch_and_list
 
 __all__ = ["Git", "resolve_refs", "is_commit_id"]
 
@@ -170,13 +171,18 @@ class Git(Strategy):
                          'then echo "scm-commit $full"; fi')
         return "\n".join(lines)
 
+    def probe_locked(self, repo_url, branch, repo_path):
+        """The deploy's one connection to the repository: fetch into the mirror, list refs from it."""
+        return fetch_and_list(self.fetch_url(repo_url), branch, repo_path, self.depth(), REFSPECS,
+                              is_commit_id(branch), NO_PROMPT, _read_origin(repo_path), FETCH_DONE)
+
     def resolve(self, lines, branch, prepared=None):
         """(sha, ref, error) from the probe's lines."""
         return resolve_refs(lines, branch)
 
     # -- the release ---------------------------------------------------------
     def create_release(self, script, repo_url, repo_path, release_path, sha, mirror_present,
-                       prepared=None, target=None):
+                       prepared=None, target=None, fetched=False):
         """Add the steps that update the mirror and export ``sha`` into the release."""
         url, depth, tree = self.fetch_url(repo_url), self.depth(), self.tree()
         # No automatic gc during the fetch: it would hold up the release; it
@@ -185,7 +191,9 @@ class Git(Strategy):
                  "fetch", "--prune", "--quiet"]
         fetch += [f"--depth={depth}"] if depth else []
         script.add("git environment", NO_PROMPT)
-        if mirror_present:
+        if fetched:
+            pass  # the probe fetched it, holding the lock (gitfetch): no second connection
+        elif mirror_present:
             # Fetch from the URL itself, so the fetch never depends on the
             # mirror's config; origin is rewritten only when repo_url changed
             # (read with builtins: no git started when it did not).

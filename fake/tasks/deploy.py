@@ -32,6 +32,7 @@ from ..transport.exec import run_command
 from ..shell import Script, mkdir_if_missing, quote, remove_if_present
 from ..scm import strategy
 from ..scm.base import FETCH_DONE, HOUSEKEEPING_FAILED, Resolved, Target
+from ..scm.gitfetch import FETCHED
 from ..state import env, registry
 from .commands import Gate, current_run, here, log_line, send, stage_task, switch_steps, timeout, user
 from .decide import cleanup_plan, next_release_name
@@ -44,7 +45,7 @@ from .layout import (  # noqa: F401  (paths are part of the fabfile API)
     lock_path, release_path, releases_path, repo_path, shared_path,
 )
 from .lock import describe_lock, owner_gone, send_last, take_lock_hint, take_over, unlock_hint, unlock_shell
-from .probe import inspect
+from .probe import HostState, inspect
 from .httpcheck import url_check_shell
 from .progress import action, banner, deploy_state, facts, fleet, probed, shared, show, states
 
@@ -87,12 +88,18 @@ def _check():
                  "task": what}
     scm = strategy(cenv.get("scm")) if what == "deploy" else None
     prepared = scm.prepare_once(cenv.get("repo_url"), cenv.get("branch")) if scm is not None else None
-    st.probed = seen = inspect(lock_info, scm)
+    late = scm is not None and scm.probe_locked(cenv.get("repo_url"), cenv.get("branch"), repo_path()) is not None
+    # A probe that fetches holds a git_max_concurrent slot until its fetch is done.
+    st.probed = seen = inspect(lock_info, scm, gate=Gate(scm.limit(), FETCH_DONE) if late else None)
     if seen.lock_failed:
         raise HostError(env.host_string, f"cannot create the lock file {lock_path()}: "
                         f"is {deploy_path()} writable by the login user, and its disk not full?")
     if seen.lock is not None and not seen.locked_by_us:
         _locked_elsewhere(seen, lock_info)
+        if late and seen.locked_by_us:  # taken over just now: the probe could not fetch then
+            fetch = "fake_locked=1\nproblems=0\n" + scm.probe_locked(cenv.get("repo_url"), cenv.get("branch"),
+                                                                       repo_path()) + "\nexit 0\n"
+            seen.scm_lines += HostState.parse(send(fetch, "git fetch", gate=Gate(scm.limit(), FETCH_DONE)).stdout).scm_lines
     for path in seen.missing:
         raise HostError(env.host_string,
                         f"linked file {posixpath.join(shared_path(), path)} is missing: "
@@ -174,13 +181,15 @@ def _update():
     script.add("create directories", mkdir_if_missing(releases_path(), shared_path(), *shared_dirs))
     scm = strategy(cenv.get("scm"))
     conn, host = here()
+    fetched = FETCHED in seen.scm_lines  # the probe fetched already (fake.scm.gitfetch)
     scm.create_release(script, cenv.get("repo_url"), repo_path(), release, resolved.revision, seen.mirror,
                        prepared=scm.prepare_once(cenv.get("repo_url"), cenv.get("branch")),
-                       target=Target(conn, host, deploy_path(), name))
+                       target=Target(conn, host, deploy_path(), name), fetched=fetched)
     revision = scm.revision(resolved)
     script.add("write REVISION", f"printf '%s\\n' {quote(revision)} > {quote(posixpath.join(release, 'REVISION'))}")
     _link_steps(script, release, [path for _, path in links])
-    send(script.render(), "deploy:update", gate=Gate(scm.limit(), FETCH_DONE), stdin=script.stdin)
+    send(script.render(), "deploy:update", gate=None if fetched else Gate(scm.limit(), FETCH_DONE),
+         stdin=script.stdin)
 
 
 def _link_steps(script, release, paths):

@@ -82,8 +82,9 @@ def probe_script(lock_info=None, scm=None, with_log=False):
     """
     d = quote(deploy_path())
     lock = f"{d}/{LOCK_FILE}"
+    late = None
     lines = [
-        "problems=0",
+        "problems=0", "fake_locked=", "fake_made_dir=", "fake_scm_failed=",
         "now=$(date +%s)",
         'echo "now $now"',
         f"if [ -L {d}/current ]; then printf 'current %s\\n' \"$(readlink {d}/current)\"; fi",
@@ -104,16 +105,18 @@ def probe_script(lock_info=None, scm=None, with_log=False):
         for path in files:
             target = quote(posixpath.join(shared_path(), path))
             lines.append(f"if [ ! -e {target} ]; then echo missing {quote(path)}; problems=1; fi")
-        lines.append(scm.probe(cenv.get("repo_url"), cenv.get("branch"), repo_path=repo_path()))
+        late = scm.probe_locked(cenv.get("repo_url"), cenv.get("branch"), repo_path()) if lock_info else None
+        if late is None:
+            lines.append(scm.probe(cenv.get("repo_url"), cenv.get("branch"), repo_path=repo_path()))
     if lock_info is not None:
         head = quote(json.dumps(lock_info, sort_keys=True)[:-1] + ', "since": ')
         # Written whole to a file of its own, then linked into place: ln fails if
         # a lock exists, and a full disk can never leave an empty lock behind.
         lines += [
             'if [ "$problems" -eq 0 ]; then',
-            f"  [ -d {d} ] || mkdir -p {d}",
+            f"  [ -d {d} ] || {{ mkdir -p {d} && fake_made_dir=1; }}",
             f"  fake_new={lock}.{quote(lock_info['token'])}",
-            f"  if {{ printf '%s%s}}\\n' {head} \"$now\" > \"$fake_new\"; }} 2>/dev/null && ln \"$fake_new\" {lock} 2>/dev/null; then echo locked;",
+            f"  if {{ printf '%s%s}}\\n' {head} \"$now\" > \"$fake_new\"; }} 2>/dev/null && ln \"$fake_new\" {lock} 2>/dev/null; then echo locked; fake_locked=1;",
             # A dead run's archive in the making: ours now to remove.
             f"    rm -f -- {d}/{ARCHIVE_TEMP} {d}/{ARCHIVE_TEMP}.gz",
             f"  elif [ -e {lock} ]; then printf 'lock %s\\n' \"$(cat {lock} 2>/dev/null | tr '\\n' ' ')\";",
@@ -121,10 +124,15 @@ def probe_script(lock_info=None, scm=None, with_log=False):
             '  rm -f -- "$fake_new"',
             "fi",
         ]
+        if scm is not None and late is not None:
+            lines.append(late)  # only once the lock is ours: it may write to the mirror
+            # A first deploy that cannot fetch (or finds no such branch) leaves the host as it was.
+            lines.append(f'if [ -n "$fake_made_dir" ] && [ -n "$fake_scm_failed" ]; then '
+                         f"rm -f -- {lock}; rm -rf -- {quote(repo_path())}; rmdir -- {d} 2>/dev/null; fi")
     lines.append("exit 0")
     return "\n".join(lines) + "\n"
 
 
-def inspect(lock_info=None, scm=None, with_log=False):
-    result = send(probe_script(lock_info, scm, with_log), "inspect " + deploy_path())
+def inspect(lock_info=None, scm=None, with_log=False, gate=None):
+    result = send(probe_script(lock_info, scm, with_log), "inspect " + deploy_path(), gate=gate)
     return HostState.parse(result.stdout)

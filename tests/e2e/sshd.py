@@ -68,8 +68,9 @@ def ensure_test_user():
 class Host:
     """One sshd in its own mount namespace; see `Fleet`."""
 
-    def __init__(self, name, hostdir):
+    def __init__(self, name, hostdir, netns=None):
         self.name = name
+        self.netns = netns  # a tests.e2e.netns.NetNs to listen in, instead of this machine's network
         self.dir = hostdir
         self.log_path = hostdir / "sshd.log"
         self.config_path = hostdir / "sshd_config"
@@ -208,10 +209,11 @@ class Host:
             f"mount -t tmpfs -o mode=0755,uid={uid},gid={gid} tmpfs /srv"
             f" && exec {SSHD} -D -e -f {shlex.quote(str(self.config_path))}"
         )
+        enter = ["nsenter", f"--net={self.netns.path}"] if self.netns is not None else []
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                ["unshare", "--mount", "--propagation", "private",
-                 "sh", "-c", script],
+                enter + ["unshare", "--mount", "--propagation", "private",
+                         "sh", "-c", script],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log,
             )
 
@@ -237,6 +239,8 @@ class Host:
                                        f" log tail:\n{_tail(self.log_path)}")
                 time.sleep(0.01)
                 continue
+            if self.netns is not None:
+                break  # its port is in another network: its own "listening" line is the proof
             try:
                 with socket.create_connection(("127.0.0.1", self.port),
                                               timeout=1) as s:
@@ -271,6 +275,10 @@ class Fleet:
     help debugging) but must be traversable by the test user, because sshd
     reads authorized_keys as that user.
 
+    ``netns`` (a `tests.e2e.netns.NetNs`) starts every host in that network
+    namespace: only a process in it (a bastion's sshd, a `Relay`) can reach
+    them.
+
     Optional, for benchmarks: ``extra_config`` is a list of sshd_config
     lines appended to every host's config, or a callable taking the `Host`
     (name, dir and port are set) and returning such a list, e.g. a per-host
@@ -282,7 +290,7 @@ class Fleet:
     """
 
     def __init__(self, n, workdir=None, names=None, extra_config=None,
-                 sftp_subsystem="internal-sftp"):
+                 sftp_subsystem="internal-sftp", netns=None):
         names = list(names) if names else [f"web{i}" for i in range(1, n + 1)]
         if len(names) != n or len(set(names)) != n:
             raise ValueError(f"need {n} distinct names, got {names}")
@@ -292,6 +300,7 @@ class Fleet:
         self.workdir = Path(workdir).resolve()
         self.extra_config = extra_config
         self.sftp_subsystem = sftp_subsystem
+        self.netns = netns
         self.hosts = []
         try:
             self._start(names)
@@ -329,7 +338,7 @@ class Fleet:
         for name, port in zip(names, _free_ports(len(names))):
             hostdir = self.workdir / name
             hostdir.mkdir(mode=0o755)
-            host = Host(name, hostdir)
+            host = Host(name, hostdir, netns=self.netns)
             host.port = port
             _keygen(host.key_path)
             self._write_sshd_config(host)

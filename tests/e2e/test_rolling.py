@@ -308,3 +308,18 @@ def test_a_failed_primary_task_fails_the_deploy_whatever_max_fail(fab, rolling):
     assert "migrate (@primary) runs once per deploy" in proc.stderr and "[web1]" in proc.stderr, explain(proc)
     assert {h.name: tree(h) for h in fleet.hosts} == before
     assert no_lock_anywhere(fleet)
+
+
+def test_a_host_another_run_holds_is_left_alone_within_max_fail(fab, rolling):
+    fleet, repo = rolling
+    ok(fab_deploy(fab, fleet))
+    held = fleet["web6"]
+    lock = '{"user": "alice", "from": "elsewhere", "pid": 7, "task": "deploy", "token": "abc123", "since": 1}'
+    held.sh(f"printf '%s\\n' {shlex.quote(lock)} > {APP}/deploy.lock")
+    kept = tree(held)
+    commit(repo, {"app.py": "print('v2')\n"}, "v2")
+    proc = fab_deploy(fab, fleet, "max_fail=1")
+    assert proc.returncode == 2, explain(proc)
+    assert "web6: dropped at deploy:check" in proc.stderr and "alice@elsewhere" in proc.stderr, explain(proc)
+    assert tree(held) == kept and "alice" in held.sh(f"cat {APP}/deploy.lock")
+    assert len({live(h) for h in fleet.hosts if h is not held}) == 1

@@ -54,3 +54,17 @@ def library_defaults():
     """The env defaults fake.tasks.deploy set (reset() removed them)."""
     fake.state.env.setdefaults(**_LIBRARY_DEFAULTS)
     return dict(_LIBRARY_DEFAULTS)
+
+
+@pytest.fixture
+def screen():
+    """A plain Console writing to StringIO buffers, installed for the test: ``(out, err)``."""
+    import io
+
+    from fake.output import Console, console, use_console
+
+    out, err = io.StringIO(), io.StringIO()
+    previous = console()
+    use_console(Console(out=out, err=err, color=False))
+    yield out, err
+    use_console(previous)

@@ -389,7 +389,11 @@ def test_probe_script_quotes_deploy_path_and_is_valid_sh(lock_info, with_scm):
     assert all(text[i - 1] == "'" for i in starts)
     if with_scm:
         assert "echo missing config/db.yml" in text
-        assert "git ls-remote" in text
+        if lock_info is None:  # a dry run: ls-remote, nothing written
+            assert "git ls-remote" in text and "fetch" not in text
+        else:  # a deploy: one connection, the fetch, once the lock is ours
+            assert "git ls-remote" not in text
+            assert text.index("echo locked; fake_locked=1") < text.index("git -c gc.auto=0")
     else:
         assert "git" not in text
     if lock_info is not None:

@@ -74,6 +74,7 @@ API_ALL = [
     "get",
     "cd",
     "test",
+    "call",
     "settings",
     "CallableEnv",
     "FakeError",
@@ -81,6 +82,7 @@ API_ALL = [
     "MissingSetting",
     "HostError",
     "HostCommandError",
+    "RemoteError",
     "StepFailed",
 ]
 

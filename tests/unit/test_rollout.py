@@ -88,10 +88,11 @@ def test_any_failure_in_the_canary_batch_stops_everything():
     assert r.refuse(_failure("web2"), batch=2) is None
 
 
-def test_another_runs_lock_is_never_dropped():
+def test_a_host_another_run_holds_is_dropped_unless_the_run_waits_for_locks():
     r = _rollout(max_fail=3)
     busy = StepFailed("deploy:check", {"web2": HostBusy("web2", "locked by someone")})
-    assert r.refuse(busy) == "not droppable"
+    assert r.refuse(busy) is None
+    assert r.refuse(busy, waiting=True) == "not droppable"
 
 
 def test_unreachable_hosts_count_against_the_budget():

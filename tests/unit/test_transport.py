@@ -4,7 +4,6 @@ Quoting and scripts are proved by running the produced shell text with a
 local ``/bin/sh`` (no SSH): what comes back must be exactly what went in.
 """
 
-import io
 import os
 import subprocess
 
@@ -218,18 +217,6 @@ def test_failed_step_parsing(stderr, expected):
 
 
 # -- PrefixedStream -------------------------------------------------------------------
-@pytest.fixture
-def screen():
-    """A plain Console writing to StringIO buffers, installed for the test."""
-    from fake.output import Console, console, use_console
-
-    out, err = io.StringIO(), io.StringIO()
-    previous = console()
-    use_console(Console(out=out, err=err, color=False))
-    yield out, err
-    use_console(previous)
-
-
 def test_prefixed_stream_writes_whole_lines_only(screen):
     out, _ = screen
     s = PrefixedStream("web1")
