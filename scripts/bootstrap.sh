@@ -17,6 +17,11 @@ missing=()
 have git || missing+=(git)
 { have unshare && have nsenter; } || missing+=(util-linux)
 have mount || missing+=(mount)
+# The Django e2e tests: hosts make virtualenvs with the system python3, fetch
+# the health URL with curl, and the gunicorn reload watches processes with ps.
+/usr/bin/python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
+have curl || missing+=(curl)
+have ps || missing+=(procps)
 if [ ! -x .venv/bin/python ]; then
     have python3 || missing+=(python3)
     # Debian splits venv/ensurepip out of python3.

@@ -13,14 +13,16 @@ import sys
 from pathlib import Path
 
 from ..exceptions import ConfigError
+from .init_django import DJANGO_FABFILE
 
 __all__ = ["FABFILE", "USAGE", "write_fabfile", "run_init"]
 
 USAGE = """\
-usage: fake init [DIR] [--force]
+usage: fake init [DIR] [--force] [--django]
 
 Write a starter fabfile.py into DIR (default: the current directory; made
 if missing). It will not replace an existing fabfile.py unless --force.
+--django: one for a Django app under gunicorn (fake.tasks.django, .gunicorn).
 """
 
 FABFILE = '''\
@@ -103,7 +105,7 @@ after(finished, restart)
 '''
 
 
-def write_fabfile(directory, force=False):
+def write_fabfile(directory, force=False, text=FABFILE):
     """Write the starter fabfile into ``directory``; return its absolute path.
 
     Makes ``directory`` if it is missing. Raises ConfigError, naming the
@@ -122,7 +124,7 @@ def write_fabfile(directory, force=False):
         folder.mkdir(parents=True, exist_ok=True)
         # "x" fails if the file exists, even one made since the checks above.
         with open(path, "w" if force else "x", encoding="utf-8") as f:
-            f.write(FABFILE)
+            f.write(text)
     except FileExistsError:
         raise ConfigError(f"{path} already exists (fake init --force replaces it)") from None
     except OSError as e:
@@ -138,7 +140,7 @@ def run_init(args, out=None):
     existing fabfile raise ConfigError; nothing here exits.
     """
     out = out or sys.stdout
-    force = False
+    force = django = False
     dirs = []
     for arg in args:
         if arg in ("-h", "--help"):
@@ -146,14 +148,16 @@ def run_init(args, out=None):
             return None
         if arg == "--force":
             force = True
+        elif arg == "--django":
+            django = True
         elif arg.startswith("-"):
-            raise ConfigError(f"fake init: unknown option {arg!r} (usage: fake init [DIR] [--force])")
+            raise ConfigError(f"fake init: unknown option {arg!r} (usage: fake init [DIR] [--force] [--django])")
         else:
             dirs.append(arg)
     if len(dirs) > 1:
         raise ConfigError(f"fake init takes one directory, got {len(dirs)}: {' '.join(dirs)}")
     directory = dirs[0] if dirs else "."
-    path = write_fabfile(directory, force=force)
+    path = write_fabfile(directory, force=force, text=DJANGO_FABFILE if django else FABFILE)
     here = Path.cwd().absolute()
     where = "" if path.parent == here else f" -r {_shown(path.parent, here)}"
     out.write(

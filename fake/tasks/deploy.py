@@ -46,6 +46,7 @@ from .layout import (  # noqa: F401  (paths are part of the fabfile API)
 )
 from .lock import describe_lock, owner_gone, send_last, take_lock_hint, take_over, unlock_hint, unlock_shell
 from .probe import HostState, inspect
+from .httpcheck import url_check_shell
 from .progress import action, banner, deploy_state, facts, fleet, probed, shared, show, states
 
 __all__ = [
@@ -265,8 +266,11 @@ def _healthcheck():
         return
     if isinstance(check, str):
         conn, host = here()
-        result = run_command(conn, f"cd {quote(current_path())} && {check}", host=host, hide=True, warn=True,
-                             timeout=timeout("healthcheck_timeout") or timeout())
+        limit = timeout("healthcheck_timeout") or timeout()
+        is_url = check.startswith(("http://", "https://"))
+        command = url_check_shell(check, limit or 30) if is_url else f"cd {quote(current_path())} && {check}"
+        result = run_command(conn, command, host=host, hide=True, warn=True,
+                             timeout=(limit or 30) + 10 if is_url else limit)
         if result.exited != 0:
             out = " | ".join((result.stdout + result.stderr).strip().splitlines()[-3:])
             raise HostError(host, f"health check {check!r} failed (exit {result.exited})" + (f": {out}" if out else ""))

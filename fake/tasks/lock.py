@@ -149,7 +149,9 @@ def final_unlock():
     # deploy:failed may run here if this step fails on another host; past
     # this point it leaves this host as it is, so it needs no lock.
     own = (registry.get("deploy:unlock_own"), registry.get("deploy:failed"))
-    if any(not any(task is o for o in own) and not getattr(task, "stage", False) for task in later):
+    # A library step marked ``lock_free`` sends nothing once deploy:finish has begun (gunicorn:restore).
+    if any(not any(task is o for o in own) and not getattr(task, "stage", False)
+           and not getattr(task, "lock_free", False) for task in later):
         return None
     return unlock_shell(token)
 

@@ -180,3 +180,15 @@ def test_run_init_bad_arguments(tmp_path, monkeypatch, args, needle):
     with pytest.raises(ConfigError, match=re.escape(needle)):
         run_init(args, out=io.StringIO())
     assert not list(tmp_path.iterdir())
+
+
+def test_init_django_writes_the_django_starter(tmp_path):
+    from fake.cli.init import run_init
+    from fake.cli.init_django import DJANGO_FABFILE
+
+    out = io.StringIO()
+    path = run_init([str(tmp_path), "--django"], out=out)
+    text = path.read_text()
+    assert text == DJANGO_FABFILE
+    assert "from fake.tasks.django import *" in text and "from fake.tasks.gunicorn import *" in text
+    compile(text, str(path), "exec")
