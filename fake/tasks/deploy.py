@@ -27,7 +27,7 @@ import os
 import posixpath
 import socket
 
-from ..exceptions import ConfigError, HostBusy, HostError
+from ..exceptions import ConfigError, HostBusy, HostCommandError, HostError
 from ..transport.exec import run_command
 from ..shell import Script, mkdir_if_missing, quote, remove_if_present
 from ..scm import strategy
@@ -189,8 +189,12 @@ def _update():
     script.add("write REVISION", f"printf '%s\\n' {quote(revision)} > {quote(posixpath.join(release, 'REVISION'))}")
     _link_steps(script, release, [path for _, path in links])
     st.update_sent = True
-    send(script.render(), "deploy:update", gate=None if fetched else Gate(scm.limit(), FETCH_DONE),
-         stdin=script.stdin)
+    try:
+        send(script.render(), "deploy:update", gate=None if fetched else Gate(scm.limit(), FETCH_DONE),
+             stdin=script.stdin)
+    except HostCommandError as e:
+        st.update_done = isinstance(e.exited, int)  # it ended with a status; "-": it may still run
+        raise
     st.update_done = True
 
 
