@@ -16,7 +16,7 @@ from tests.e2e.sshd import _require_root
 ROOT = Path(__file__).resolve().parents[2]
 SEED = 20261127
 ROUNDS = 30
-LIMIT = 170  # seconds; a run takes about 70 s on an idle 2-core machine
+LIMIT = 300  # seconds; a run takes about 70 s on an idle 2-core machine, 150+ on a loaded one
 
 
 def test_short_chaos_run_keeps_every_invariant(project):
