@@ -114,11 +114,13 @@ def switch_steps(script, name=None, target=None, temp=None):
 
     A new link renamed over the old one: ``ln -sfn`` would unlink and then
     create, leaving a moment with no current. A fence a failed run left
-    where the temp link goes is removed first: this run holds the lock.
+    where the temp link goes makes it fail, also when it is that run's own
+    switch, stalled and going on late; the next run's probe removes the
+    fence once it holds the lock.
     """
     target = target or posixpath.join("releases", name)
     tmp = temp or temp_link_path()
-    script.add("remove stale temp link", remove_if_present(tmp, recursive=True))
+    script.add("remove stale temp link", remove_if_present(tmp))  # a fence (a directory) fails this switch
     script.argv("ln -s", "ln", "-s", target, tmp)
     script.argv("mv -T", "mv", "-T", tmp, current_path())
 

@@ -117,8 +117,9 @@ def probe_script(lock_info=None, scm=None, with_log=False):
             f"  [ -d {d} ] || {{ mkdir -p {d} && fake_made_dir=1; }}",
             f"  fake_new={lock}.{quote(lock_info['token'])}",
             f"  if {{ printf '%s%s}}\\n' {head} \"$now\" > \"$fake_new\"; }} 2>/dev/null && ln \"$fake_new\" {lock} 2>/dev/null; then echo locked; fake_locked=1;",
-            # A dead run's archive in the making: ours now to remove.
+            # A dead run's archive in the making, a failed run's fence: ours now to remove.
             f"    rm -f -- {d}/{ARCHIVE_TEMP} {d}/{ARCHIVE_TEMP}.gz",
+            f"    if [ -d {d}/.current.fake.tmp ] && [ ! -L {d}/.current.fake.tmp ]; then rm -rf -- {d}/.current.fake.tmp; fi",
             f"  elif [ -e {lock} ]; then printf 'lock %s\\n' \"$(cat {lock} 2>/dev/null | tr '\\n' ' ')\";",
             "  else echo lockfail; fi",
             '  rm -f -- "$fake_new"',
