@@ -18,7 +18,7 @@ from ..state import env, registry
 from .layout import current_path, deploy_path
 
 __all__ = ["here", "timeout", "send", "Gate", "current_run", "user", "stage_task", "log_line", "switch_steps", "restore_steps",
-           "temp_link_path", "fence_shell"]
+           "temp_link_path", "fence_shell", "unfence_shell"]
 
 
 def send(command, label, gate=None, stdin=None):
@@ -107,6 +107,12 @@ def fence_shell():
     tmp = quote(temp_link_path())
     return (f"fake_try=0; while [ $fake_try -lt 5 ]; do mkdir {tmp} 2>/dev/null && break; "
             f"if [ -d {tmp} ] && [ ! -L {tmp} ]; then break; fi; rm -f -- {tmp}; fake_try=$((fake_try + 1)); done")
+
+
+def unfence_shell():
+    """Shell: remove the fence :func:`fence_shell` left, for a run that now holds the lock."""
+    tmp = quote(temp_link_path())
+    return f"if [ -d {tmp} ] && [ ! -L {tmp} ]; then rm -rf -- {tmp}; fi"
 
 
 def switch_steps(script, name=None, target=None, temp=None):

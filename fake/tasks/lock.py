@@ -14,7 +14,7 @@ import socket
 
 from ..shell import Script, quote
 from ..state import env, registry
-from .commands import current_run, send
+from .commands import current_run, send, unfence_shell
 from .layout import ARCHIVE_TEMP, deploy_path, lock_path
 from .progress import deploy_state, shared
 
@@ -97,14 +97,13 @@ def take_over_shell(old, lock_info):
     lock = quote(lock_path())
     aside = quote(f"{lock_path()}.fake-old.{lock_info['token']}")
     head = quote(json.dumps(lock_info, sort_keys=True)[:-1] + ', "since": ')
-    fence = quote(posixpath.join(deploy_path(), ".current.fake.tmp"))  # a failed run's: ours now to remove
     return (
         f"if mv -- {lock} {aside} 2>/dev/null; then\n"
         f"  fake_lock=; {{ read -r fake_lock < {aside}; }} 2>/dev/null || true\n"
         f"  case $fake_lock in\n"
         f"    *{quote(old)}*) fake_new={quote(lock_path() + '.' + lock_info['token'])}\n"
         f"      printf '%s%s}}\\n' {head} \"$(date +%s)\" > \"$fake_new\" && ln \"$fake_new\" {lock} && echo taken"
-        f" && {{ [ ! -d {fence} ] || [ -L {fence} ] || rm -rf -- {fence}; }}\n"
+        f" && {{ {unfence_shell()}; }}\n"  # a failed run's fence: ours now to remove
         f"      rm -f -- \"$fake_new\";;\n"
         f"    *) ln {aside} {lock} 2>/dev/null;;\n"
         f"  esac\n"

@@ -10,7 +10,7 @@ import posixpath
 
 from ..scm.base import PROBE_PREFIX as SCM_PROBE_PREFIX
 from ..shell import block, quote, unblock
-from .commands import send
+from .commands import send, unfence_shell
 from .layout import ARCHIVE_TEMP, BAD_MARKER, LOCK_FILE, RELEASE_NAME, cenv, deploy_path, linked_paths, repo_path, shared_path
 
 __all__ = ["HostState", "probe_script", "inspect"]
@@ -119,7 +119,7 @@ def probe_script(lock_info=None, scm=None, with_log=False):
             f"  if {{ printf '%s%s}}\\n' {head} \"$now\" > \"$fake_new\"; }} 2>/dev/null && ln \"$fake_new\" {lock} 2>/dev/null; then echo locked; fake_locked=1;",
             # A dead run's archive in the making, a failed run's fence: ours now to remove.
             f"    rm -f -- {d}/{ARCHIVE_TEMP} {d}/{ARCHIVE_TEMP}.gz",
-            f"    if [ -d {d}/.current.fake.tmp ] && [ ! -L {d}/.current.fake.tmp ]; then rm -rf -- {d}/.current.fake.tmp; fi",
+            f"    {unfence_shell()}",
             f"  elif [ -e {lock} ]; then printf 'lock %s\\n' \"$(cat {lock} 2>/dev/null | tr '\\n' ' ')\";",
             "  else echo lockfail; fi",
             '  rm -f -- "$fake_new"',
