@@ -34,6 +34,7 @@ _flow_values = ContextVar("fake_flow_values", default=None)
 # The connection of the running call, when its roles connect otherwise: (scope, connection).
 _call_connection = ContextVar("fake_call_connection", default=None)
 _MISSING = object()
+_ABSENT = object()  # CallableEnv.get: not in env (None may be a value)
 
 
 class HostScope:
@@ -119,21 +120,20 @@ class Env:
 
     # -- layers -------------------------------------------------------
     def _layers(self):
+        # A list, not a generator: a deploy reads env about a hundred times per host.
         scope = _scope.get()
-        if scope is not None:
-            yield scope.values
-            shown = _flow_values.get()
-            if shown:
-                yield shown
-        yield self._top
-        yield self._overrides
-        if scope is not None:
-            yield scope.role_values
-            extra = _call_roles.get()
-            if extra and extra[1]:
-                yield extra[1]
-        yield self._global
-        yield self._defaults
+        if scope is None:
+            return (self._top, self._overrides, self._global, self._defaults)
+        shown = _flow_values.get()
+        extra = _call_roles.get()
+        layers = [scope.values]
+        if shown:
+            layers.append(shown)
+        layers += (self._top, self._overrides, scope.role_values)
+        if extra and extra[1]:
+            layers.append(extra[1])
+        layers += (self._global, self._defaults)
+        return layers
 
     def _write_layer(self):
         scope = _scope.get()
@@ -165,7 +165,10 @@ class Env:
     __delitem__ = __delattr__
 
     def __contains__(self, key):
-        return any(key in layer for layer in self._layers())
+        for layer in self._layers():
+            if key in layer:
+                return True
+        return False
 
     def get(self, key, default=None):
         return self._lookup(key, default)
@@ -239,9 +242,8 @@ class CallableEnv:
         return key in self._env
 
     def get(self, key, default=None):
-        if key not in self._env:
-            return default
-        return self._resolve(self._env.get(key))
+        value = self._env.get(key, _ABSENT)
+        return default if value is _ABSENT else self._resolve(value)
 
     def raw(self, key, default=None):
         """The stored value without calling it."""

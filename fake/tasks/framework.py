@@ -25,6 +25,7 @@ def _stage(name, doc):
     body.__doc__ = doc
     task = registry.add(Task(body, name=name))
     task.stage = True
+    task.noop = True  # nothing to do on a host: see Run.run_step
     return task
 
 

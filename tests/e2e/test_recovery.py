@@ -359,3 +359,48 @@ def test_an_update_that_lands_after_the_clean_up_lands_in_a_release_marked_bad(f
     ok(deploy(fab, fleet, "deploy"))
     ok(deploy(fab, fleet, "rollback"))
     assert {live(h) for h in fleet.hosts} == {old}
+
+
+HELD_SWITCH = textwrap.dedent("""\
+    #!/bin/bash
+    # /bin/sh, holding the first switch command whole (before its first step) while /srv/hold-switch exists.
+    if [ "$1" = -c ] && [[ "$2" == *"release exists"* && "$2" == *.current.fake.tmp* ]] \\
+        && [ -e /srv/hold-switch ] && mkdir /srv/switch-claimed 2>/dev/null; then
+      while [ -e /srv/hold-switch ]; do touch /srv/switch-waiting; sleep 0.05; done
+      /srv/.dash-real "$@"; rc=$?; echo $rc > /srv/switch-rc; exit $rc
+    fi
+    exec /srv/.dash-real "$@"
+""")
+
+
+@pytest.mark.parametrize("task", ["deploy", "rollback"])
+def test_a_switch_stalled_before_its_first_step_fails_on_the_fence(fab, app, repo, task):
+    """The chaos run's round 368 (seed 20261134), replayed: a late switch must not take the fence down.
+
+    In a rollback only the fence stops it (its target release stays); in a
+    deploy the clean-up has also removed the release it would switch to.
+    """
+    fleet = app()
+    ok(deploy(fab, fleet, "deploy"))
+    commit(repo, {"app.py": "print('v2')\n"}, "v2")
+    ok(deploy(fab, fleet, "deploy"))
+    if task == "deploy":
+        commit(repo, {"app.py": "print('v3')\n"}, "v3")
+    slow = fleet["db1"]
+    before = {h.name: live(h) for h in fleet.hosts}
+    bind_wrapper(fleet, slow, "dash", HELD_SWITCH)
+    slow.sh("touch /srv/hold-switch")
+    proc = fab(["--set", "command_timeout=3", "-R", "production", task], fleet=fleet)
+    assert proc.returncode != 0 and "[db1]" in proc.stderr, explain(proc)
+    assert marker(slow, "/srv/switch-waiting"), "the switch was held before its first step"
+    assert marker(slow, f"{APP}/.current.fake.tmp"), "the clean-up put the fence up"
+    slow.sh("rm -f /srv/hold-switch")  # the whole switch now runs, after the clean-up
+    assert wait_for(lambda: marker(slow, "/srv/switch-rc"), 10)
+    assert slow.sh("cat /srv/switch-rc").strip() != "0", "the late switch failed"
+    for host in fleet.hosts:
+        assert live(host) == before[host.name], (host.name, explain(proc))
+        assert host.sh(f"test -e {APP}/current/REVISION && echo ok").strip() == "ok", host.name
+    assert no_lock_anywhere(fleet)
+    ok(deploy(fab, fleet, task))  # the next run takes the fence down under the lock
+    assert len({live(h) for h in fleet.hosts}) == 1
+    assert slow.sh(f"ls -a {APP}").count(".current.fake") == 0, slow.sh(f"ls -la {APP}")
