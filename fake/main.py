@@ -13,8 +13,10 @@ def main():
 
     before_work()
     from .cli import program
+    from .streams import whole_lines
 
-    program.run()
+    with whole_lines():  # hosts' tasks print from threads: never two in one line
+        program.run()
 
 
 def __getattr__(name):

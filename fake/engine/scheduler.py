@@ -10,6 +10,7 @@ import threading
 from collections import deque
 
 from ..exceptions import Interrupted
+from ..streams import flush_thread
 from .limits import default_width
 
 __all__ = ["Scheduler"]
@@ -70,6 +71,7 @@ class Scheduler:
                 except BaseException as e:  # reported per host, never lost
                     failures[host] = e
                 finally:
+                    flush_thread()  # what the call printed without a newline, before its step ends
                     with lock:
                         finish()
 

@@ -77,3 +77,55 @@ def test_spinner_only_on_a_terminal():
     with con.spin("updating"):
         pass
     assert out.getvalue() == ""  # not a tty: no spinner frames, no control codes
+
+
+def test_two_threads_printing_at_once_never_share_a_line():
+    import io
+    import threading
+
+    from fake.streams import LineStream
+
+    real = io.StringIO()
+    stream = LineStream(real)
+    first_wrote, second_wrote = threading.Event(), threading.Event()
+
+    def host_a():
+        stream.write("build a")
+        first_wrote.set()
+        second_wrote.wait(5)
+        stream.write("\n")
+
+    def host_b():
+        first_wrote.wait(5)
+        stream.write("build b")  # print()'s text lands between the other's text and newline
+        second_wrote.set()
+        stream.write("\n")
+
+    threads = [threading.Thread(target=host_a), threading.Thread(target=host_b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(5)
+    assert sorted(real.getvalue().splitlines()) == ["build a", "build b"], real.getvalue()
+
+
+def test_an_unfinished_line_goes_out_on_flush_and_when_the_run_ends():
+    import io
+    import sys
+
+    from fake.streams import LineStream, whole_lines
+
+    real = io.StringIO()
+    stream = LineStream(real)
+    stream.write("50%")
+    assert real.getvalue() == ""
+    stream.flush()
+    assert real.getvalue() == "50%"
+    saved = sys.stdout
+    sys.stdout = real
+    try:
+        with whole_lines():
+            print("no newline", end="")
+    finally:
+        sys.stdout = saved
+    assert real.getvalue() == "50%no newline"
