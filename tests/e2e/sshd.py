@@ -153,7 +153,9 @@ class Host:
         """
         if self.proc is None:
             return
-        for pid in [self.pid] + [p for p in self._namespace_pids() if p != self.pid]:
+        # Our own unreaped child's pid cannot be reused; once poll() has reaped it, it can.
+        own = [self.pid] if self.proc.poll() is None else []
+        for pid in own + [p for p in self._namespace_pids() if p not in own]:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
