@@ -18,8 +18,9 @@ it. Everything else is decided locally.
 The pieces: ``layout`` (paths and settings), ``probe`` (the one read),
 ``commands`` (Fake's own commands), ``lock``, ``progress`` (what a flow
 knows, per host and shared), ``decide`` (pure choices), this module (the
-deploy's stage tasks), ``revert`` (the rollback's), ``recover`` (after a
-failure), ``admin`` (unlock, releases) and ``plan`` (--dry-run).
+deploy's stage tasks), ``healthcheck`` (``deploy:healthcheck``), ``revert``
+(the rollback's), ``recover`` (after a failure), ``admin`` (unlock,
+releases) and ``plan`` (--dry-run).
 """
 
 import datetime
@@ -28,13 +29,12 @@ import posixpath
 import socket
 
 from ..exceptions import ConfigError, HostBusy, HostCommandError, HostError
-from ..transport.exec import run_command
 from ..shell import Script, mkdir_if_missing, quote, remove_if_present
 from ..scm import strategy
 from ..scm.base import FETCH_DONE, HOUSEKEEPING_FAILED, Resolved, Target
 from ..scm.gitfetch import FETCHED
 from ..state import env, registry
-from .commands import Gate, current_run, here, log_line, send, stage_task, switch_steps, timeout, user
+from .commands import Gate, current_run, here, log_line, send, stage_task, switch_steps, user
 from .decide import cleanup_plan, next_release_name
 from .framework import (  # noqa: F401  (re-exported for fabfiles)
     deploy, ended, failed, finished, finishing, finishing_rollback, published,
@@ -46,7 +46,6 @@ from .layout import (  # noqa: F401  (paths are part of the fabfile API)
 )
 from .lock import describe_lock, owner_gone, send_last, take_lock_hint, take_over, unlock_hint, unlock_shell
 from .probe import HostState, inspect
-from .httpcheck import url_check_shell
 from .progress import action, banner, deploy_state, facts, fleet, probed, shared, show, states
 
 __all__ = [
@@ -263,27 +262,6 @@ def finish_here():
         current_run().note(env.host_string, f"{scm.name} housekeeping in {repo_path()} failed (the deploy is done)")
 
 
-@stage_task("deploy:healthcheck", "Run env.healthcheck on each host once live; a failure switches all back.")
-def _healthcheck():
-    check = env.get("healthcheck")
-    if not check or action() != "deploy":
-        return
-    if isinstance(check, str):
-        conn, host = here()
-        limit = timeout("healthcheck_timeout") or timeout()
-        is_url = check.startswith(("http://", "https://"))
-        command = url_check_shell(check, limit or 30) if is_url else f"cd {quote(current_path())} && {check}"
-        result = run_command(conn, command, host=host, hide=True, warn=True,
-                             timeout=(limit or 30) + 10 if is_url else limit)
-        if result.exited != 0:
-            out = " | ".join((result.stdout + result.stderr).strip().splitlines()[-3:])
-            raise HostError(host, f"health check {check!r} failed (exit {result.exited})" + (f": {out}" if out else ""))
-        return
-    outcome = check()
-    if outcome is False:
-        raise HostError(env.host_string, f"health check {getattr(check, '__name__', check)!r} returned False")
-
-
 @stage_task("deploy:unlock_own", "Release the deploy lock this run took (and only that one).")
 def _unlock_own():
     st = deploy_state()
@@ -306,8 +284,7 @@ after("publishing", "deploy:symlink")
 after("finishing", "deploy:finish")
 after("reverting", "deploy:revert")
 after("finishing_rollback", "deploy:archive_rolled_back")
-before("finishing", "deploy:healthcheck")  # after every published hook (restart there)
-_healthcheck.batch_gate = True  # going live in batches: each batch passes it before the next switches
+from . import healthcheck  # noqa: E402,F401  (deploy:healthcheck, before finishing: here, in this order)
 _unlock_own.on_retry = True  # a flow tried again after --lock-wait gives its locks back first
 after("ended", "deploy:unlock_own")
 
