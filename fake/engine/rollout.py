@@ -101,17 +101,20 @@ class Rollout:
             return self._too_many(self.failed)
         return None
 
-    def refuse(self, error, batch=None, waiting=False):
-        """Why ``error``'s hosts may not be dropped (the flow stops), or None to drop them.
+    def droppable(self, error, waiting=False):
+        """Whether ``error``'s hosts could leave the flow at all (the budget aside).
 
-        A host another run holds is dropped like any failed host, unless
-        the run waits for locks (``--lock-wait``): then the flow tries again.
+        Not a Ctrl-C, not a failure with no host named; and a host another
+        run holds only while the run does not wait for locks (``--lock-wait``:
+        then the flow tries again).
         """
         if not isinstance(error, StepFailed) or not error.failures or None in error.failures:
-            return "not droppable"
+            return False
         kinds = (Interrupted, HostBusy) if waiting else (Interrupted,)
-        if any(isinstance(e, kinds) for e in error.failures.values()):
-            return "not droppable"
+        return not any(isinstance(e, kinds) for e in error.failures.values())
+
+    def refuse(self, error, batch=None):
+        """Why dropping ``error``'s hosts would stop the flow (canary, budget), or None to drop them."""
         if batch is not None and batch == 1 and self.canary:
             return f"the canary batch ({' '.join(self.batches[0])}) failed: no other host goes live"
         failed = {**self.failed, **{h: _reason(e) for h, e in error.failures.items()}}

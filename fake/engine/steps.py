@@ -88,14 +88,17 @@ class Steps:
             run.run_calls([call], targets)
         except StepFailed as e:
             rollout = flow.rollout
-            why = rollout.refuse(e, batch, waiting=bool(run.lock_wait)) if rollout.active else "inactive"
+            if not rollout.active or not rollout.droppable(e, waiting=bool(run.lock_wait)):
+                raise
+            why = rollout.refuse(e, batch)
             if why is None and getattr(call.task, "primary", None):
                 why = f"{call.name} (@primary) runs once per {flow.name}: its failure fails the {flow.name}"
             if why is None:
                 self.drop(e, call.name)
                 return
-            plain = why in ("inactive", "not droppable") or (rollout.budget == 0 and batch is None)
-            raise e if plain else RolloutStopped(e, why)  # no budget and no batch: said as always
+            if rollout.budget == 0 and batch is None:
+                raise  # no budget and no batch: said as always
+            raise RolloutStopped(e, why)
 
     def drop(self, error, step):
         """Hosts that failed within the budget leave the flow, each put back by its clean-up now."""

@@ -91,8 +91,8 @@ def test_any_failure_in_the_canary_batch_stops_everything():
 def test_a_host_another_run_holds_is_dropped_unless_the_run_waits_for_locks():
     r = _rollout(max_fail=3)
     busy = StepFailed("deploy:check", {"web2": HostBusy("web2", "locked by someone")})
-    assert r.refuse(busy) is None
-    assert r.refuse(busy, waiting=True) == "not droppable"
+    assert r.droppable(busy) and r.refuse(busy) is None
+    assert not r.droppable(busy, waiting=True)
 
 
 def test_unreachable_hosts_count_against_the_budget():
