@@ -83,7 +83,10 @@ class Scheduler:
                     started += 1
                 while not done.wait(0.1):
                     pass
-                return results, failures, skipped
+                # In host order, not finishing order: error lines and reports name hosts as -H and roles list them.
+                order = {h: i for i, h in enumerate(hosts)}
+                return (dict(sorted(results.items(), key=lambda kv: order[kv[0]])),
+                        dict(sorted(failures.items(), key=lambda kv: order[kv[0]])), skipped)
             except KeyboardInterrupt as e:
                 signame = getattr(e, "signame", "SIGINT")
 

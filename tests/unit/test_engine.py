@@ -355,3 +355,21 @@ def test_a_first_interrupt_during_a_clean_up_lets_it_finish_on_every_host():
     results, failures, skipped = sched.map(HOSTS, work, interruptible=False)
     assert results == {h: "cleaned" for h in HOSTS} and not skipped and not sched.aborted
     assert "during the clean-up" in said[0]
+
+
+def test_map_gives_failures_and_results_in_host_order_whatever_order_they_finish():
+    import time as _time
+
+    from fake.engine.scheduler import Scheduler
+
+    hosts = ["web1", "web2", "web3", "web4"]
+    delay = {"web1": 0.3, "web2": 0.0, "web3": 0.2, "web4": 0.1}
+
+    def fn(host):
+        _time.sleep(delay[host])
+        if host in ("web1", "web3", "web4"):
+            raise RuntimeError("down")
+        return host
+
+    results, failures, skipped = Scheduler(width=4).map(hosts, fn)
+    assert list(failures) == ["web1", "web3", "web4"] and list(results) == ["web2"] and skipped == []
