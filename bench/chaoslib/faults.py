@@ -83,6 +83,21 @@ class HostFaults:
         self.hosts[name].sh(f"rm -f {FILL}", check=False)
 
 
+# Going live in batches (--fab-set canary=..., batch_size=...), the console prints a line per
+# batch instead of the publishing and published stage lines: a fault anchored on those waits for
+# the first batch's line (it lands in the next batch, or in the last one's health gate) or the
+# second's, else it would never fire.
+BATCH_ANCHORS = {"publishing": "\nbatch 1/", "published": "\nbatch 2/"}
+
+
+def anchor_text(chaos, anchor):
+    """The console text after which an anchored fault's moment is counted."""
+    rolling = any(key in (chaos.args.fab_set or "") for key in ("batch_size", "canary"))
+    if rolling and anchor in BATCH_ANCHORS:
+        return BATCH_ANCHORS[anchor]
+    return f"* {anchor} ("
+
+
 def run_events(chaos, sched, runs, rdir, at, env):
     """Drive the round's fault while its runs go on; returns what took effect (truthy) or None.
 
@@ -95,7 +110,7 @@ def run_events(chaos, sched, runs, rdir, at, env):
     injected = fault is None
     pending = []  # [due, fn]
     deadline = runs[0].started + chaos.args.run_limit
-    stage_line = f"* {fault.anchor} (" if fault and fault.anchor and at is None else None
+    stage_line = anchor_text(chaos, fault.anchor) if fault and fault.anchor and at is None else None
     while True:
         now = time.monotonic()
         active = [r for r in runs if r.alive()]

@@ -84,14 +84,17 @@ def next_step(report, error):
 def write_report(path, report, error, argv):
     hosts = {}
     for host in report.hosts:
-        outcome = report.outcome.get(host)
+        outcome, info = report.outcome.get(host), report.info.get(host, {})
         hosts[host] = {
             "outcome": outcome_text(outcome),
             "error": None if outcome in (None, "ok") else console().mask(getattr(outcome, "reason", str(outcome))),
-            "release": report.info.get(host, {}).get("release"),
-            "commit": report.info.get(host, {}).get("commit"),
+            "release": info.get("release"),
+            "commit": info.get("commit"),
+            "removed_releases": info.get("removed_releases", []),  # what keep_releases took away
             "notes": report.notes.get(host, []),
             "stages": {k: round(v, 3) for k, v in report.timings.get(host, {}).items()},
+            # What recipes learnt (virtualenv key and whether it was built, gunicorn's master).
+            "facts": {k: v for k, v in info.items() if k not in ("release", "commit", "removed_releases")},
         }
     report = {
         "command": [console().mask(a) for a in argv],

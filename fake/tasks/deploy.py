@@ -258,6 +258,7 @@ def finish_here():
     scm.housekeeping(script, repo_path())
     result = send_last(script, "deploy:finish")
     st.removed_releases = doomed
+    current_run().annotate(env.host_string, removed_releases=list(doomed))
     if HOUSEKEEPING_FAILED in result.stdout.splitlines():
         current_run().note(env.host_string, f"{scm.name} housekeeping in {repo_path()} failed (the deploy is done)")
 

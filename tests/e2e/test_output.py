@@ -147,6 +147,22 @@ def test_report_json_matches_the_hosts(fab, project, app, repo):
     assert data["hosts"]["web1"]["outcome"] == "ok"
 
 
+def test_report_names_the_releases_keep_releases_removed(fab, project, app, repo):
+    fleet = app()
+    report = project / "report.json"
+    ok(deploy(fab, fleet, "--set", "keep_releases=1", "--report", str(report), "deploy"))
+    first = {h.name: releases(h) for h in fleet.hosts}
+    assert all(json.loads(report.read_text())["hosts"][h]["removed_releases"] == [] for h in first)
+    commit(repo, {"app.py": "print('v2')\n"}, "v2")
+    ok(deploy(fab, fleet, "--set", "keep_releases=1", "--report", str(report), "deploy"))  # the live one stays
+    commit(repo, {"app.py": "print('v3')\n"}, "v3")
+    ok(deploy(fab, fleet, "--set", "keep_releases=1", "--report", str(report), "deploy"))
+    data = json.loads(report.read_text())
+    for host in fleet.hosts:
+        gone = data["hosts"][host.name]["removed_releases"]
+        assert gone == first[host.name] and gone[0] not in releases(host), (host.name, gone, releases(host))
+
+
 def test_secrets_never_appear_in_output_or_log(fab, project, app):
     secret = "s3cr3t-Pa55word"
     fleet = app(extra=f'''
