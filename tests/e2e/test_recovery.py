@@ -146,6 +146,28 @@ def test_a_switch_held_past_its_timeout_can_never_land_after_the_clean_up(fab, a
     assert no_lock_anywhere(fleet)
 
 
+def two_releases(fab, app, repo, task):
+    """A fleet with two releases (and, for a deploy, a third commit to ship); db1 is the host held."""
+    fleet = app()
+    ok(deploy(fab, fleet, "deploy"))
+    commit(repo, {"app.py": "print('v2')\n"}, "v2")
+    ok(deploy(fab, fleet, "deploy"))
+    if task == "deploy":
+        commit(repo, {"app.py": "print('v3')\n"}, "v3")
+    return fleet, fleet["db1"], {h.name: live(h) for h in fleet.hosts}
+
+
+def unchanged_then_the_next_run_clears_the_fence(fab, fleet, slow, task, before, proc):
+    for host in fleet.hosts:
+        assert live(host) == before[host.name], (host.name, explain(proc))
+        assert host.sh(f"test -e {APP}/current/REVISION && echo ok").strip() == "ok", host.name
+    assert no_lock_anywhere(fleet)
+    # The next run, holding the lock, takes the fence down and switches as usual.
+    ok(deploy(fab, fleet, task))
+    assert len({live(h) for h in fleet.hosts}) == 1
+    assert slow.sh(f"ls -a {APP}").count(".current.fake") == 0, slow.sh(f"ls -la {APP}")
+
+
 LATE_LN = textwrap.dedent("""\
     #!/bin/sh
     # The switch's ln -s, held while /srv/hold-ln exists, then done: a switch stopped before its temp link.
@@ -161,14 +183,7 @@ LATE_LN = textwrap.dedent("""\
 @pytest.mark.parametrize("task", ["deploy", "rollback"])
 def test_a_switch_stalled_before_its_temp_link_can_never_land_after_the_clean_up(fab, app, repo, task):
     """The chaos run's round 374 (seed 20261129), replayed: the clean-up fences the temp link's place."""
-    fleet = app()
-    ok(deploy(fab, fleet, "deploy"))
-    commit(repo, {"app.py": "print('v2')\n"}, "v2")
-    ok(deploy(fab, fleet, "deploy"))
-    if task == "deploy":
-        commit(repo, {"app.py": "print('v3')\n"}, "v3")
-    slow = fleet["db1"]
-    before = {h.name: live(h) for h in fleet.hosts}
+    fleet, slow, before = two_releases(fab, app, repo, task)
     bind_wrapper(fleet, slow, "ln", LATE_LN)
     slow.sh("touch /srv/hold-ln")
     proc = fab(["--set", "command_timeout=3", "-R", "production", task], fleet=fleet)
@@ -177,14 +192,7 @@ def test_a_switch_stalled_before_its_temp_link_can_never_land_after_the_clean_up
     slow.sh("rm -f /srv/hold-ln")  # the stalled switch now goes on: ln, then mv -T
     assert wait_for(lambda: marker(slow, "/srv/ln-done"), 10)
     time.sleep(0.5)  # its mv -T
-    for host in fleet.hosts:
-        assert live(host) == before[host.name], (host.name, explain(proc))
-        assert host.sh(f"test -e {APP}/current/REVISION && echo ok").strip() == "ok", host.name
-    assert no_lock_anywhere(fleet)
-    # The next run, holding the lock, takes the fence down and switches as usual.
-    ok(deploy(fab, fleet, task))
-    assert len({live(h) for h in fleet.hosts}) == 1
-    assert slow.sh(f"ls -a {APP}").count(".current.fake") == 0, slow.sh(f"ls -la {APP}")
+    unchanged_then_the_next_run_clears_the_fence(fab, fleet, slow, task, before, proc)
 
 
 def test_the_next_deploy_removes_releases_a_dead_run_left_half_made(fab, app, repo):
@@ -380,14 +388,7 @@ def test_a_switch_stalled_before_its_first_step_fails_on_the_fence(fab, app, rep
     In a rollback only the fence stops it (its target release stays); in a
     deploy the clean-up has also removed the release it would switch to.
     """
-    fleet = app()
-    ok(deploy(fab, fleet, "deploy"))
-    commit(repo, {"app.py": "print('v2')\n"}, "v2")
-    ok(deploy(fab, fleet, "deploy"))
-    if task == "deploy":
-        commit(repo, {"app.py": "print('v3')\n"}, "v3")
-    slow = fleet["db1"]
-    before = {h.name: live(h) for h in fleet.hosts}
+    fleet, slow, before = two_releases(fab, app, repo, task)
     bind_wrapper(fleet, slow, "dash", HELD_SWITCH)
     slow.sh("touch /srv/hold-switch")
     proc = fab(["--set", "command_timeout=3", "-R", "production", task], fleet=fleet)
@@ -397,10 +398,4 @@ def test_a_switch_stalled_before_its_first_step_fails_on_the_fence(fab, app, rep
     slow.sh("rm -f /srv/hold-switch")  # the whole switch now runs, after the clean-up
     assert wait_for(lambda: marker(slow, "/srv/switch-rc"), 10)
     assert slow.sh("cat /srv/switch-rc").strip() != "0", "the late switch failed"
-    for host in fleet.hosts:
-        assert live(host) == before[host.name], (host.name, explain(proc))
-        assert host.sh(f"test -e {APP}/current/REVISION && echo ok").strip() == "ok", host.name
-    assert no_lock_anywhere(fleet)
-    ok(deploy(fab, fleet, task))  # the next run takes the fence down under the lock
-    assert len({live(h) for h in fleet.hosts}) == 1
-    assert slow.sh(f"ls -a {APP}").count(".current.fake") == 0, slow.sh(f"ls -la {APP}")
+    unchanged_then_the_next_run_clears_the_fence(fab, fleet, slow, task, before, proc)
