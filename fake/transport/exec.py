@@ -64,6 +64,10 @@ class PrefixedStream:
             self.console.host_lines(self.host, lines, err=self.err, log=False)
 
     def flush(self):
+        """Nothing: Invoke flushes after every chunk it reads, often mid-line (at 1000 bytes)."""
+
+    def close(self):
+        """The command ended: its last line, even without a newline."""
         if self.buf:
             self.console.host_lines(self.host, [self.buf], err=self.err, log=False)
             self.buf = ""
@@ -140,7 +144,7 @@ def run_command(target, command, *, host=None, sudo=False, hide=None, warn=None,
     finally:
         for stream in (opts.get("out_stream"), opts.get("err_stream")):
             if stream is not None:
-                stream.flush()
+                stream.close()
     return _finish(host, full, started, result, hide=hide, warn=warn, label=label, command=command)
 
 

@@ -206,6 +206,15 @@ def test_roles_select_hosts_and_output_is_prefixed(fab, project, fleet3):
         assert prefixed_lines(proc.stdout, host) == [f"I am fake-test on {host}"], explain(proc)
 
 
+def test_a_long_output_line_stays_one_line(fab, project, fleet3):
+    """Invoke reads output in 1000-byte chunks and flushes after each: no line may break there."""
+    write(project, FLEET + "\n@task\ndef long(c):\n    run(\"printf 'x%.0s' $(seq 2500); echo END\")\n")
+    proc = fab(["-H", "web1,web2", "long"], fleet=fleet3)
+    assert proc.returncode == 0, explain(proc)
+    for host in ("web1", "web2"):
+        assert prefixed_lines(proc.stdout, host) == ["x" * 2500 + "END"], explain(proc)
+
+
 def test_dash_h_alone_and_with_roles(fab, project, fleet3):
     write(project, FLEET)
     alone = fab(["-H", "db1", "hostname"], fleet=fleet3)

@@ -226,9 +226,12 @@ def test_prefixed_stream_writes_whole_lines_only(screen):
     assert out.getvalue() == "[web1] hello\n"
     s.write("ld\n\nlast")
     assert out.getvalue() == "[web1] hello\n[web1] world\n[web1] \n"
-    s.flush()
-    assert out.getvalue() == "[web1] hello\n[web1] world\n[web1] \n[web1] last\n"
-    s.flush()  # nothing buffered: nothing written
+    s.flush()  # Invoke flushes after each chunk it reads, mid-line too: that is no end of line
+    s.write(" line")
+    assert out.getvalue() == "[web1] hello\n[web1] world\n[web1] \n"
+    s.close()  # the command ended
+    assert out.getvalue() == "[web1] hello\n[web1] world\n[web1] \n[web1] last line\n"
+    s.close()  # nothing buffered: nothing written
     assert out.getvalue().count("[web1]") == 4
 
 
