@@ -147,26 +147,35 @@ class Fab(fabric.main.Fab):
                 self._bail(e)
             return
         executor = self.executor_class(self.collection, self.config, self.core)
-        error = None
+        error, done, late = None, False, None
         try:
             executor.execute(*self.tasks)
+            late = _Late()  # the work is over: a signal now must not cut the summary or the report short
             if executor.run is not None and executor.run.report.degraded:
                 report = executor.run.report  # exit 2: done, but not on every host
                 error = SomeHostsFailed(report.degraded, len(report.hosts))
                 self._bail(error, run=executor.run)
+            done = True
         except Exit:
             raise
         except KeyboardInterrupt as e:
+            late = late or _Late()
             error = Interrupted(getattr(e, "signame", "SIGINT"))
             self._bail(error, run=executor.run)
         except FakeError as e:
+            late = late or _Late()
             error = e
             self._bail(e, run=executor.run)
         except Exception as e:
+            late = late or _Late()
             error = e
             self._bail(e, "unexpected error", run=executor.run)
         finally:
+            late = late or _Late()
             self._finish(executor.run, error)
+            if late.signame and done:
+                raise Exit(f"interrupted by {late.signame} after the run had finished (nothing was cut short)",
+                           Interrupted(late.signame).exit_code)
 
     def _finish(self, run, error):
         """The success summary, the JSON report and the log's last line, whatever happened."""
@@ -218,6 +227,23 @@ class Fab(fabric.main.Fab):
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+
+class _Late:
+    """Signals after the run's work: noted, not raised (Invoke would turn one into a silent exit 1).
+
+    Installed for the rest of the program; ``Fab.run`` puts the caller's
+    handlers back at the end.
+    """
+
+    def __init__(self):
+        self.signame = None
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(sig) is not signal.SIG_IGN:
+                signal.signal(sig, self)
+
+    def __call__(self, signum, frame):
+        self.signame = self.signame or signal.Signals(signum).name
 
 
 class _Terminated(KeyboardInterrupt):

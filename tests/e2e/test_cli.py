@@ -1,5 +1,7 @@
 """The `fab` program against real sshd hosts: roles, hooks, env, parallelism, errors."""
 
+import json
+import os
 import re
 import signal
 import socket
@@ -656,3 +658,41 @@ def test_a_signal_while_the_fabfile_loads_exits_at_once_with_its_code(project, s
     out, err = proc.communicate(timeout=10)
     assert proc.returncode == code, err
     assert "before any task started" in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_after_the_work_lets_the_report_finish_and_exits_with_its_code(project, sig, code):
+    """Invoke turns a late KeyboardInterrupt into a silent exit 1 (seen in a chaos run): no longer."""
+    write(project, '''
+        from fake.api import task
+
+        @task
+        def hello():
+            print("hello ran")
+    ''')
+    report = project / "report.fifo"
+    os.mkfifo(report)  # writing the report blocks until someone reads: the signal comes then
+    proc = subprocess.Popen([str(fab_bin), "--report", str(report), "hello"], cwd=project, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
+    time.sleep(1.5)  # hello has run; fab waits in open() for a reader
+    assert proc.poll() is None
+    proc.send_signal(sig)
+    fd = os.open(report, os.O_RDONLY | os.O_NONBLOCK)  # a reader: the writer's open() returns
+    chunks, deadline = [], time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            chunk = None
+        if chunk:
+            chunks.append(chunk)
+        elif chunk == b"" and proc.poll() is not None:
+            break
+        time.sleep(0.02)
+    os.close(fd)
+    out, err = proc.communicate(timeout=10)
+    assert chunks, ("no report written", proc.returncode, out, err)
+    data = json.loads(b"".join(chunks))
+    assert "hello ran" in out and data["ok"] is True, (out, err)
+    assert proc.returncode == code, (proc.returncode, out, err)
+    assert f"interrupted by {signal.Signals(sig).name} after the run had finished" in err, err
