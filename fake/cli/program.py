@@ -147,35 +147,31 @@ class Fab(fabric.main.Fab):
                 self._bail(e)
             return
         executor = self.executor_class(self.collection, self.config, self.core)
-        error, done, late = None, False, None
+        error, context, stop = None, None, None
         try:
             executor.execute(*self.tasks)
-            late = _Late()  # the work is over: a signal now must not cut the summary or the report short
-            if executor.run is not None and executor.run.report.degraded:
-                report = executor.run.report  # exit 2: done, but not on every host
-                error = SomeHostsFailed(report.degraded, len(report.hosts))
-                self._bail(error, run=executor.run)
-            done = True
-        except Exit:
-            raise
+        except Exit as e:
+            stop = e
         except KeyboardInterrupt as e:
-            late = late or _Late()
             error = Interrupted(getattr(e, "signame", "SIGINT"))
-            self._bail(error, run=executor.run)
         except FakeError as e:
-            late = late or _Late()
             error = e
-            self._bail(e, run=executor.run)
         except Exception as e:
-            late = late or _Late()
-            error = e
-            self._bail(e, "unexpected error", run=executor.run)
+            error, context = e, "unexpected error"
+        late = _Late()  # the work is over: a signal now must not cut the summary or the report short
+        run = executor.run
+        if error is None and stop is None and run is not None and run.report.degraded:
+            error = SomeHostsFailed(run.report.degraded, len(run.report.hosts))  # exit 2: done, not everywhere
+        try:
+            if stop is not None:
+                raise stop
+            if error is not None:
+                self._bail(error, context, run=run)
         finally:
-            late = late or _Late()
-            self._finish(executor.run, error)
-            if late.signame and done:
-                raise Exit(f"interrupted by {late.signame} after the run had finished (nothing was cut short)",
-                           Interrupted(late.signame).exit_code)
+            self._finish(run, error)
+        if late.signame:
+            raise Exit(f"interrupted by {late.signame} after the run had finished (nothing was cut short)",
+                       Interrupted(late.signame).exit_code)
 
     def _finish(self, run, error):
         """The success summary, the JSON report and the log's last line, whatever happened."""

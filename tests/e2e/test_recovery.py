@@ -168,16 +168,22 @@ def unchanged_then_the_next_run_clears_the_fence(fab, fleet, slow, task, before,
     assert slow.sh(f"ls -a {APP}").count(".current.fake") == 0, slow.sh(f"ls -la {APP}")
 
 
-LATE_LN = textwrap.dedent("""\
-    #!/bin/sh
-    # The switch's ln -s, held while /srv/hold-ln exists, then done: a switch stopped before its temp link.
-    case "$*" in
-      *.current.fake.tmp)
-        while [ -e /srv/hold-ln ]; do touch /srv/ln-waiting; sleep 0.05; done
-        /srv/.ln-real "$@"; rc=$?; touch /srv/ln-done; exit $rc;;
-    esac
-    exec /srv/.ln-real "$@"
-""")
+def held(command, pattern, hold, waiting, done):
+    """A /usr/bin/``command`` that, for arguments matching ``pattern``, waits while /srv/``hold``
+    exists (touching /srv/``waiting``), then runs the real one and touches /srv/``done``."""
+    return textwrap.dedent(f"""\
+        #!/bin/sh
+        case "$*" in
+          {pattern})
+            while [ -e /srv/{hold} ]; do touch /srv/{waiting}; sleep 0.05; done
+            /srv/.{command}-real "$@"; rc=$?; touch /srv/{done}; exit $rc;;
+        esac
+        exec /srv/.{command}-real "$@"
+    """)
+
+
+# The switch's ln -s, held, then done: a switch stopped before its temp link.
+LATE_LN = held("ln", "*.current.fake.tmp", "hold-ln", "ln-waiting", "ln-done")
 
 
 @pytest.mark.parametrize("task", ["deploy", "rollback"])
@@ -329,16 +335,8 @@ def test_a_ctrl_c_during_deploy_finish_leaves_every_host_on_the_new_release(fab,
     assert no_lock_anywhere(fleet), err
 
 
-HOLD_TAR = textwrap.dedent("""\
-    #!/bin/sh
-    # tar -x (the release's export), held while /srv/hold-tar exists, then done: an update that lands late.
-    case "$*" in
-      *-x*)
-        while [ -e /srv/hold-tar ]; do touch /srv/tar-held; sleep 0.05; done
-        /srv/.tar-real "$@"; rc=$?; touch /srv/tar-done; exit $rc;;
-    esac
-    exec /srv/.tar-real "$@"
-""")
+# tar -x (the release's export), held, then done: an update that lands late.
+HOLD_TAR = held("tar", "*-x*", "hold-tar", "tar-held", "tar-done")
 
 
 def test_an_update_that_lands_after_the_clean_up_lands_in_a_release_marked_bad(fab, app, repo):
